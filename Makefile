@@ -1,0 +1,41 @@
+# Two commands on a fresh machine: `make demo` and `make test`.
+# Each creates .venv when missing and installs what it needs from the registries.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.sknngp-installed
+NT_VENV ?= .nt-venv
+PYTEST_WORKERS ?= 2
+
+.PHONY: demo test test-slow bench nt-reference clean
+
+$(STAMP): pyproject.toml constraints-dev.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -c constraints-dev.txt -e ".[torch,dev]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) examples/demo_kernels.py
+
+test: $(STAMP)
+	$(PY) -m pytest -n $(PYTEST_WORKERS) -q
+
+test-slow: $(STAMP)
+	$(PY) -m pytest -n $(PYTEST_WORKERS) -q -m slow
+
+# The neural-tangents oracle lives in its own venv: it does not import on current JAX.
+$(NT_VENV)/.installed:
+	test -x $(NT_VENV)/bin/python || $(PYTHON) -m venv $(NT_VENV)
+	$(NT_VENV)/bin/python -m pip install -q --upgrade pip
+	$(NT_VENV)/bin/python -m pip install -q neural-tangents==0.6.5 jax==0.5.3 jaxlib==0.5.3 tf2jax==0.3.6
+	touch $@
+
+nt-reference: $(NT_VENV)/.installed
+	$(NT_VENV)/bin/python tests/reference/make_nt_reference.py
+
+bench: $(STAMP) $(NT_VENV)/.installed
+	$(PY) benchmarks/bench_kernels.py --nt-python $(NT_VENV)/bin/python
+
+clean:
+	rm -rf $(VENV) $(NT_VENV) .pytest_cache

@@ -1,0 +1,289 @@
+"""Layer-by-layer propagation of NNGP and NTK kernels (pure JAX).
+
+State of the computation between two batches ``x1`` (n1 samples) and ``x2`` (n2):
+
+``nngp``, ``ntk``
+    ``(n1, n2, *S)`` when only same-position covariances are needed
+    ("diagonal", enough before ``Flatten``), or ``(n1, n2, *S, *S)`` with the full
+    position x position covariance ("full", needed before pooling).
+``var1``, ``var2``
+    The covariance of each sample with itself, ``(n, *S)`` or ``(n, *S, *S)``,
+    needed to normalise the nonlinearities.
+
+The maps follow DESIGN.md section 3 and neural-tangents' ``stax`` conventions
+(Novak et al. 2020, arXiv:1912.02803): a Dense / Conv layer sends
+``K -> W_std^2 K + b_std^2`` and ``Theta -> W_std^2 Theta + K_new`` (NTK
+parameterization) or ``Theta -> fan_in K + W_std^2 Theta + 1`` (standard
+parameterization, Sohl-Dickstein et al. 2020, arXiv:2001.07301); a nonlinearity
+sends ``K -> E[phi phi]`` and ``Theta -> E[phi' phi'] Theta``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Tuple
+
+import jax
+import jax.numpy as jnp
+
+from . import _nonlinear
+from ._layers import ABRelu, AvgPool, Conv, Dense, Erf, Flatten, GlobalAvgPool, pad_lo_hi
+
+_HIGHEST = jax.lax.Precision.HIGHEST
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Static facts about a stack applied to inputs of a given shape."""
+
+    layers: tuple
+    full_inputs: Tuple[bool, ...]  # does layer i need full spatial covariance?
+    spatial_in: Tuple[Tuple[int, ...], ...]
+    channels_in: Tuple[Optional[int], ...]
+
+
+def make_plan(stack, spatial, channels):
+    """Check a stack against an input shape and record what each layer needs."""
+    layers = stack.layers
+    if not layers:
+        raise ValueError("the layer stack is empty; compose layers with serial(...).")
+    full = [False] * len(layers)
+    need = False
+    for i in range(len(layers) - 1, -1, -1):
+        need = layers[i].needs_full_input(need)
+        full[i] = need
+    spatial_in, channels_in = [], []
+    s, c = tuple(spatial), channels
+    for layer in layers:
+        spatial_in.append(s)
+        channels_in.append(c)
+        if isinstance(layer, Conv) and len(layer.filter_shape) != len(s):
+            raise ValueError(
+                f"a Conv with filter_shape={layer.filter_shape} needs inputs with "
+                f"{len(layer.filter_shape)} spatial axes, but its input has spatial "
+                f"shape {s}. Pass images as 4-D NHWC arrays or give input_shape=(H, W, C)."
+            )
+        if isinstance(layer, AvgPool) and len(layer.window_shape) != len(s):
+            raise ValueError(
+                f"an AvgPool with window_shape={layer.window_shape} needs inputs with "
+                f"{len(layer.window_shape)} spatial axes; its input has spatial shape {s}."
+            )
+        if isinstance(layer, (Dense, Conv)):
+            if layer.parameterization == "standard" and c is None:
+                raise ValueError(
+                    "the standard-parameterization NTK depends on the hidden width: "
+                    "pass width=<number of hidden units> (neural-tangents' out_dim)."
+                )
+            c = layer.width
+        elif isinstance(layer, Flatten):
+            c = None if c is None else c * _prod(s)
+        s = layer.output_spatial(s)
+    if s:
+        raise ValueError(
+            f"the layer stack ends with spatial shape {s}; end it with Flatten() or "
+            "GlobalAvgPool() followed by Dense() so each pair of inputs gets one kernel value."
+        )
+    return Plan(tuple(layers), tuple(full), tuple(spatial_in), tuple(channels_in))
+
+
+def _prod(xs):
+    out = 1
+    for x in xs:
+        out *= x
+    return out
+
+
+# --------------------------------------------------------------------------
+# Input kernel
+
+
+def input_kernel(x1, x2, full):
+    """Covariances of the raw inputs, ``x . x' / C`` per position (pair)."""
+    n1, n2, c = x1.shape[0], x2.shape[0], x1.shape[-1]
+    spatial = x1.shape[1:-1]
+    if full and spatial:
+        p = _prod(spatial)
+        f1, f2 = x1.reshape(n1, p, c), x2.reshape(n2, p, c)
+        nngp = jnp.einsum("ipc,jqc->ijpq", f1, f2, precision=_HIGHEST) / c
+        var1 = jnp.einsum("ipc,iqc->ipq", f1, f1, precision=_HIGHEST) / c
+        var2 = jnp.einsum("ipc,iqc->ipq", f2, f2, precision=_HIGHEST) / c
+        return (
+            nngp.reshape((n1, n2) + spatial * 2),
+            var1.reshape((n1,) + spatial * 2),
+            var2.reshape((n2,) + spatial * 2),
+        )
+    nngp = jnp.einsum("i...c,j...c->ij...", x1, x2, precision=_HIGHEST) / c
+    return nngp, jnp.sum(x1 * x1, axis=-1) / c, jnp.sum(x2 * x2, axis=-1) / c
+
+
+# --------------------------------------------------------------------------
+# Spatial operators on arrays with ``b`` leading batch axes
+
+
+def _window_sum(arr, axes, size, stride, lo, hi, out):
+    """Sum ``size`` strided shifts along ``axes`` (the same shift on every axis)."""
+    if lo or hi:
+        pads = [(0, 0)] * arr.ndim
+        for ax in axes:
+            pads[ax] = (lo, hi)
+        arr = jnp.pad(arr, pads)
+    total = None
+    for k in range(size):
+        idx = [slice(None)] * arr.ndim
+        for ax in axes:
+            idx[ax] = slice(k, k + stride * (out - 1) + 1, stride)
+        term = arr[tuple(idx)]
+        total = term if total is None else total + term
+    return total
+
+
+def conv_average(arr, layer, spatial, full, b):
+    """``(1/F) sum_f K[s p + f, s q + f]`` (full) or ``(1/F) sum_f K[s p + f]``."""
+    ns = len(spatial)
+    for i, (n, f, s) in enumerate(zip(spatial, layer.filter_shape, layer.strides)):
+        lo, hi, out = pad_lo_hi(n, f, s, layer.padding)
+        axes = (b + i, b + ns + i) if full else (b + i,)
+        arr = _window_sum(arr, axes, f, s, lo, hi, out)
+    return arr / _prod(layer.filter_shape)
+
+
+def avg_pool(arr, layer, spatial, b):
+    """Average pooling of a full covariance: independent windows for p and q."""
+    ns = len(spatial)
+    for i, (n, w, s) in enumerate(zip(spatial, layer.window_shape, layer.strides)):
+        lo, hi, out = pad_lo_hi(n, w, s, layer.padding)
+        for ax in (b + i, b + ns + i):
+            arr = _window_sum(arr, (ax,), w, s, lo, hi, out)
+    return arr / _prod(layer.window_shape) ** 2
+
+
+def spatial_diagonal(arr, spatial, b):
+    """Same-position entries ``K[..., p, p]`` of a full covariance."""
+    ns = len(spatial)
+    p = _prod(spatial)
+    flat = arr.reshape(arr.shape[:b] + (p, p))
+    return jnp.diagonal(flat, axis1=b, axis2=b + 1).reshape(arr.shape[:b] + spatial)
+
+
+# --------------------------------------------------------------------------
+# Layer maps
+
+
+def _activation(layer):
+    if isinstance(layer, ABRelu):
+        return _nonlinear.abrelu_normaliser, _nonlinear.abrelu_pair, (layer.a, layer.b)
+    return _nonlinear.erf_normaliser, _nonlinear.erf_pair, (layer.a, layer.b)
+
+
+def _nonlinearity(state, layer, spatial, full, want_ntk):
+    nngp, ntk, var1, var2 = state
+    normaliser, pair, ab = _activation(layer)
+    ns = len(spatial)
+    d1 = spatial_diagonal(var1, spatial, 1) if full and ns else var1
+    d2 = spatial_diagonal(var2, spatial, 1) if full and ns else var2
+    norm1 = normaliser(d1, *ab)
+    norm2 = normaliser(d2, *ab)
+    ones = (1,) * ns
+
+    def shaped(norm, shape):
+        return tuple(v.reshape(shape) for v in norm)
+
+    n1, n2 = d1.shape[0], d2.shape[0]
+    if full and ns:
+        b1 = shaped(norm1, (n1, 1) + spatial + ones)
+        b2 = shaped(norm2, (1, n2) + ones + spatial)
+        s1 = [shaped(nm, (n,) + spatial + ones) for nm, n in ((norm1, n1), (norm2, n2))]
+        s2 = [shaped(nm, (n,) + ones + spatial) for nm, n in ((norm1, n1), (norm2, n2))]
+    else:
+        b1 = shaped(norm1, (n1, 1) + spatial)
+        b2 = shaped(norm2, (1, n2) + spatial)
+        s1 = s2 = [norm1, norm2]
+    new_nngp, kdot = pair(nngp, b1, b2, *ab)
+    new_ntk = kdot * ntk if (want_ntk and ntk is not None) else None
+    new_var1 = pair(var1, s1[0], s2[0], *ab)[0]
+    new_var2 = pair(var2, s1[1], s2[1], *ab)[0]
+    return new_nngp, new_ntk, new_var1, new_var2
+
+
+def _affine_layer(state, layer, spatial, full, fan_in, want_ntk):
+    nngp, ntk, var1, var2 = state
+    w2, b2 = layer.W_std**2, layer.b_std**2
+    if isinstance(layer, Conv):
+        def lin(arr, b):
+            return conv_average(arr, layer, spatial, full and bool(spatial), b)
+    else:
+        def lin(arr, b):
+            return arr
+    base = lin(nngp, 2)
+    new_nngp = w2 * base + b2
+    new_ntk = None
+    if want_ntk:
+        prev = 0.0 if ntk is None else w2 * lin(ntk, 2)
+        if layer.parameterization == "ntk":
+            new_ntk = new_nngp + prev
+        else:
+            new_ntk = fan_in * base + prev + 1.0
+    return new_nngp, new_ntk, w2 * lin(var1, 1) + b2, w2 * lin(var2, 1) + b2
+
+
+def _flatten(state, spatial, full):
+    ns = len(spatial)
+    if not ns:
+        return state
+    out = []
+    for arr, b in zip(state, (2, 2, 1, 1)):
+        if arr is None:
+            out.append(None)
+            continue
+        if full:
+            arr = spatial_diagonal(arr, spatial, b)
+        out.append(jnp.mean(arr, axis=tuple(range(b, b + ns))))
+    return tuple(out)
+
+
+def _global_avg_pool(state, spatial, full):
+    if not spatial:
+        return state
+    if not full:  # unreachable by construction: make_plan asks for full input
+        raise AssertionError("GlobalAvgPool needs the full spatial covariance")
+    return tuple(
+        None if arr is None else jnp.mean(arr, axis=tuple(range(b, arr.ndim)))
+        for arr, b in zip(state, (2, 2, 1, 1))
+    )
+
+
+def propagate(plan, x1, x2, want_ntk=True):
+    """Kernels of ``plan``'s stack between batches ``x1`` and ``x2`` (NHWC or 2-D).
+
+    Returns ``(nngp, ntk)`` of shape ``(n1, n2)``; ``ntk`` is None unless requested.
+    """
+    layers = plan.layers
+    full0 = plan.full_inputs[0] and bool(plan.spatial_in[0])
+    nngp, var1, var2 = input_kernel(x1, x2, full0)
+    state = (nngp, None, var1, var2)
+    for layer, full, spatial, channels in zip(
+        layers, plan.full_inputs, plan.spatial_in, plan.channels_in
+    ):
+        full = full and bool(spatial)
+        if isinstance(layer, (Dense, Conv)):
+            fan_in = channels if not isinstance(layer, Conv) else (
+                None if channels is None else channels * _prod(layer.filter_shape)
+            )
+            state = _affine_layer(state, layer, spatial, full, fan_in, want_ntk)
+        elif isinstance(layer, (ABRelu, Erf)):
+            state = _nonlinearity(state, layer, spatial, full, want_ntk)
+        elif isinstance(layer, Flatten):
+            state = _flatten(state, spatial, full)
+        elif isinstance(layer, GlobalAvgPool):
+            state = _global_avg_pool(state, spatial, full)
+        elif isinstance(layer, AvgPool):
+            state = tuple(
+                None if arr is None else avg_pool(arr, layer, spatial, b)
+                for arr, b in zip(state, (2, 2, 1, 1))
+            )
+        else:
+            raise TypeError(f"unsupported layer {layer!r}")
+    nngp, ntk = state[0], state[1]
+    if want_ntk and ntk is None:
+        ntk = jnp.zeros_like(nngp)
+    return nngp, ntk
