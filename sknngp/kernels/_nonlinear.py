@@ -80,6 +80,10 @@ def abrelu_pair(k12, norm1, norm2, a, b):
     """
     (r1, n1), (r2, n2) = norm1, norm2
     cos = k12 * (r1 * r2)
+    # Identical inputs must give cos == 1 exactly: r1 * r2 carries a few ulps of
+    # rounding, and arccos(1 - eps) ~ sqrt(2 eps) would turn them into ~1e-8.
+    eps = jnp.finfo(cos.dtype).eps
+    cos = jnp.where(cos > 1.0 - 4 * eps, 1.0, cos)
     theta = arccos(cos)
     t = (a * a + b * b) * math.pi - (a - b) ** 2 * theta
     inv_2pi = 1.0 / (2.0 * math.pi)
