@@ -19,12 +19,14 @@ from numpy.testing import assert_allclose, assert_array_equal
 from sklearn.datasets import load_digits
 
 from sknngp.datasets import (
+    _base,
+    _cifar10,
+    _fashion_mnist,
     get_data_home,
     load_cifar10,
     load_digits_images,
     load_fashion_mnist,
 )
-from sknngp.datasets import _base, _cifar10, _fashion_mnist
 
 
 @pytest.fixture(autouse=True)
