@@ -12,7 +12,7 @@ This subpackage imports neither scikit-learn nor torch.
 """
 
 from ._architectures import ACTIVATIONS, ARCHITECTURES, build_architecture
-from ._engine import Kernels, kernel_matrix
+from ._engine import Kernels, kernel_diagonal, kernel_matrix
 from ._layers import (
     ABRelu,
     Abs,
@@ -32,5 +32,5 @@ from ._layers import (
 __all__ = [
     "ABRelu", "Abs", "AvgPool", "Conv", "Dense", "Erf", "Flatten",
     "GlobalAvgPool", "Layer", "LeakyRelu", "Relu", "Serial", "serial",
-    "ACTIVATIONS", "ARCHITECTURES", "build_architecture", "Kernels", "kernel_matrix",
+    "ACTIVATIONS", "ARCHITECTURES", "build_architecture", "Kernels", "kernel_diagonal", "kernel_matrix",
 ]

@@ -344,6 +344,83 @@ def kernel_matrix(
     return Kernels(out.get("nngp"), out.get("ntk"))
 
 
+@functools.lru_cache(maxsize=64)
+def _compiled_pairs(plan, want_ntk):
+    """Like ``_compiled`` but for pairs ``(x1[i], x2[i])``: vmapped 1x1 tiles."""
+    bounds = steps(plan)
+
+    def first(a, b):
+        return run_step(plan, bounds[0], initial_state(plan, a[None], b[None]), want_ntk)
+
+    chain = [jax.jit(jax.vmap(first))] + [
+        jax.jit(jax.vmap(functools.partial(_step, plan, bd, want_ntk))) for bd in bounds[1:]
+    ]
+
+    def fn(x1, x2):
+        state = chain[0](x1, x2)
+        for step in chain[1:]:
+            state = step(state)
+        nngp, ntk = finish(state, want_ntk)
+        return nngp[:, 0, 0], None if ntk is None else ntk[:, 0, 0]
+
+    return fn
+
+
+def kernel_diagonal(
+    X,
+    *,
+    get="nngp",
+    architecture="fc",
+    depth=3,
+    activation="relu",
+    W_std=2**0.5,
+    b_std=0.1,
+    parameterization="ntk",
+    width=None,
+    input_shape=None,
+    dtype="float64",
+    batch_size=None,
+    device=None,
+):
+    """Self-kernels ``k(x_i, x_i)``: the diagonal of ``kernel_matrix(X)`` in O(n).
+
+    Same parameters as :func:`kernel_matrix`; returns arrays of shape ``(n,)``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sknngp.kernels import kernel_diagonal, kernel_matrix
+    >>> X = np.random.default_rng(0).normal(size=(4, 3))
+    >>> bool(np.allclose(kernel_diagonal(X), np.diag(kernel_matrix(X))))
+    True
+    """
+    gets, single = _parse_get(get)
+    dkey = _parse_dtype(dtype)
+    stack = build_architecture(
+        architecture, depth, activation, W_std, b_std, parameterization, width
+    )
+    x = as_images(X, input_shape, "X")
+    plan = make_plan(stack, x.shape[1:-1], x.shape[-1])
+    n = x.shape[0]
+    per = max(1, int(TILE_ENTRIES / _entries_per_pair(plan)))
+    chunk = int(batch_size) if batch_size is not None else min(n, per, 4096)
+    dev = resolve_devices(device)[0]
+    fn = _compiled_pairs(plan, "ntk" in gets)
+    xs = x.astype(_DTYPES[dkey])
+    out = {g: np.empty(n) for g in gets}
+    for i in range(0, n, chunk):
+        with jax.enable_x64(dkey == "float64"):
+            a = jax.device_put(_pad_rows(xs[i:i + chunk], chunk), dev)
+            nngp, ntk = fn(a, a)
+            res = {"nngp": nngp, "ntk": ntk}
+            r = min(chunk, n - i)
+            for g in gets:
+                out[g][i:i + r] = np.asarray(res[g], dtype=np.float64)[:r]
+    if single:
+        return out[gets[0]]
+    return Kernels(out.get("nngp"), out.get("ntk"))
+
+
 def _n_workers(devices):
     """Concurrent tile computations: one per device; on CPU one per core."""
     if all(d.platform == "cpu" for d in devices):
