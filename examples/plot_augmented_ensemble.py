@@ -22,11 +22,21 @@ published split (its files must be on disk, e.g. Debian's
 
 Which augmentation is label-preserving matters. A mirrored digit is not a
 digit (2, 3, 4, 5, 7, 9 change shape), so on digits crops (padding 1: shifts by
-one pixel) are the candidate; but the digits are already centred and a one-pixel
-shift of an 8x8 glyph moves 1/8 of it, so neither needs to help. Fashion
-articles are roughly left-right symmetric, which favours flips. The measured
-numbers are printed and plotted to ``augmented_ensemble_<dataset>.png`` in
-``--out``.
+one pixel) are the principled candidate; but the digits are already centred and
+a one-pixel shift of an 8x8 glyph moves 1/8 of it. Fashion articles are roughly
+left-right symmetric, which favours flips. The numbers are printed and plotted
+to ``augmented_ensemble_<dataset>.png`` in ``--out``.
+
+Measured with the defaults (fc NNGP, depth 3, 8 draws; about a minute on two
+cores):
+
+- Fashion-MNIST, 500 training images: single 0.788; hflip ensemble 0.810
+  (0.806 with ``--seed 1``); crop ensemble 0.778 (0.780). Flips help by about
+  two points at no increase of the kernel size; crops hurt.
+- Digits, 200 training images: single 0.945; hflip ensemble 0.942; crop
+  ensemble 0.912. Neither helps, and crops are the worse of the two: each
+  cropped draw alone scores ~0.80 because the test digits are all centred, and
+  averaging eight draws recovers only part of that loss.
 
 Run::
 

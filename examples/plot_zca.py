@@ -18,12 +18,15 @@ Run::
 
     python examples/plot_zca.py --out /tmp
 
-On digits the measured effect is the opposite of the paper's CIFAR-10 finding:
-strong whitening lowers accuracy and large ``zca_reg`` recovers the baseline.
-8x8 digits are centred, low-resolution glyphs whose accuracy-relevant signal
-sits in the high-variance directions that whitening flattens; the paper's gains
-come from natural images, where whitening removes the dominant low-frequency
-correlations. Run with ``--n-train`` larger to check the trend holds.
+On digits the measured effect is the opposite of the paper's CIFAR-10 finding
+(defaults: 200 training and 600 test images, depth 3; about 30 s on two cores).
+Accuracy rises monotonically with ``zca_reg``: fc 0.912 at ``zca_reg=0.001``,
+0.923 at 0.1, 0.948 from 10 on; cnn-vec 0.923, 0.933, 0.948; raw pixels give
+0.945 (fc) and 0.947 (cnn-vec), per-image standardization alone 0.948 for both.
+So ZCA does not help here: 8x8 digits are centred, low-resolution glyphs whose
+class signal sits in the high-variance directions that whitening flattens,
+while the paper's gains come from natural images, where whitening removes
+strong low-frequency pixel correlations.
 """
 
 import argparse
