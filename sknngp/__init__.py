@@ -11,6 +11,7 @@ __version__ = "0.1.0.dev0"
 _LAZY = {
     "kernel_matrix": "sknngp.kernels",
     "Kernels": "sknngp.kernels",
+    "kernel_diagonal": "sknngp.kernels",
     "NNGPRegressor": "sknngp.estimators",
     "NTKRegressor": "sknngp.estimators",
     "NNGPClassifier": "sknngp.estimators",

@@ -79,8 +79,9 @@ class KernelEstimatorBase(BaseEstimator):
         self.kernel_cache = kernel_cache
 
     # ------------------------------------------------------------------ input
-    def _flatten_input(self, X, reset):
-        """Accept 2-D rows or 4-D NHWC images; return 2-D rows and the image shape."""
+    def _flatten_input(self, X, reset, y="no_validation", **y_kw):
+        """Accept 2-D rows or 4-D NHWC images; return 2-D rows and the image shape
+        (and the validated ``y`` when one is given)."""
         if hasattr(X, "ndim") and getattr(X, "ndim", 2) == 4:
             shape = tuple(int(s) for s in X.shape[1:])
             if self.input_shape is not None and tuple(self.input_shape) != shape:
@@ -91,7 +92,10 @@ class KernelEstimatorBase(BaseEstimator):
             X = np.asarray(X).reshape(len(X), -1)
         else:
             shape = None if self.input_shape is None else tuple(self.input_shape)
-        X = validate_data(self, X, reset=reset, dtype=np.float64)
+        if isinstance(y, str) and y == "no_validation":
+            X = validate_data(self, X, reset=reset, dtype=np.float64)
+        else:
+            X, y = validate_data(self, X, y, reset=reset, dtype=np.float64, **y_kw)
         if not reset and shape is not None and self.image_shape_ is not None:
             if tuple(shape) != tuple(self.image_shape_):
                 raise ValueError(
@@ -103,7 +107,9 @@ class KernelEstimatorBase(BaseEstimator):
                 f"input_shape={shape} holds {int(np.prod(shape))} values per sample but X "
                 f"has {X.shape[1]} features; input_shape must satisfy H*W*C == n_features."
             )
-        return X, shape
+        if isinstance(y, str) and y == "no_validation":
+            return X, shape
+        return X, y, shape
 
     def _kernel_kwargs(self):
         return dict(

@@ -6,6 +6,7 @@ import numpy as np
 from sklearn.base import ClassifierMixin
 from sklearn.preprocessing import LabelEncoder
 from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import column_or_1d
 
 from ._regressors import _SHARED_DOC, NNGPRegressor, NTKRegressor
 
@@ -27,27 +28,16 @@ class _KernelClassifierMixin(ClassifierMixin):
         self : object
         """
         self._validate_params()
-        X, shape = self._flatten_input(X, reset=True)
+        X, y, shape = self._flatten_input(X, reset=True, y=y)
         self.image_shape_ = shape
-        y = np.asarray(y)
-        if y.ndim == 2 and y.shape[1] == 1:
-            y = y.ravel()
-        if y.ndim != 1:
-            raise ValueError(
-                f"y must be 1-D class labels; got shape {y.shape}. For several outputs "
-                "use NNGPRegressor / NTKRegressor on one-hot targets."
-            )
-        if len(y) != len(X):
-            raise ValueError(
-                f"X and y have different numbers of samples: {len(X)} and {len(y)}."
-            )
+        y = column_or_1d(y, warn=True)
         check_classification_targets(y)
         enc = LabelEncoder().fit(y)
         self.classes_ = enc.classes_
         n_classes = len(self.classes_)
         if n_classes < 2:
             raise ValueError(
-                f"y has a single class ({self.classes_[0]!r}); a classifier needs at least 2."
+                f"y contains 1 class ({self.classes_[0]!r}); a classifier needs at least 2."
             )
         codes = enc.transform(y)
         Y = np.eye(n_classes)[codes] - 1.0 / n_classes
@@ -77,6 +67,7 @@ class _KernelClassifierMixin(ClassifierMixin):
         tags = super().__sklearn_tags__()
         tags.estimator_type = "classifier"
         tags.regressor_tags = None
+        tags.target_tags.multi_output = False
         return tags
 
 

@@ -127,7 +127,7 @@ def cached_kernel(X1, X2, kinds, kwargs, use_cache=True):
     if not use_cache:
         res = kernel_matrix(X1, X2, get=kinds, **kwargs)
         return {k: getattr(res, k) for k in kinds}
-    key = _config_key(kwargs)
+    key = _config_key(kwargs) + (("n_features", X1.shape[1]),)
     with _lock:
         stats["requests"] += 1
         bank = _banks.get(key)

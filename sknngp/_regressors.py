@@ -62,19 +62,19 @@ class _KernelRegressorBase(RegressorMixin, KernelEstimatorBase):
         self : object
         """
         self._validate_params()
-        X, shape = self._flatten_input(X, reset=True)
+        X, y, shape = self._flatten_input(
+            X, reset=True, y=y, multi_output=True, y_numeric=True
+        )
         self.image_shape_ = shape
-        y = np.asarray(y, dtype=np.float64) if not hasattr(y, "dtype") else y
-        from sklearn.utils.validation import check_array
-
-        y = check_array(y, ensure_2d=False, dtype=np.float64, input_name="y")
-        if y.shape[0] != X.shape[0]:
-            raise ValueError(
-                f"X and y have different numbers of samples: {X.shape[0]} and {y.shape[0]}."
-            )
         self._y_1d = y.ndim == 1
         Y = y.reshape(len(y), -1)
         return self._fit_kernels(X, Y)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True
+        tags.target_tags.single_output = True
+        return tags
 
     def _shape_out(self, M):
         return M[:, 0] if self._y_1d else M
