@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._architectures import build_architecture
+from ._layers import Flatten, Serial
 from ._propagate import finish, initial_state, make_plan, run_step, steps
 
 Kernels = namedtuple("Kernels", ["nngp", "ntk"])
@@ -181,17 +182,23 @@ def _check_memory(n1, n2, n_out, plan, tile, itemsize):
 
 @functools.lru_cache(maxsize=64)
 def _compiled(plan, want_ntk):
-    """One jitted function per step (see ``_propagate.steps``), chained."""
+    """One jitted function per step (see ``_propagate.steps``), chained.
+
+    ``fn(x1, x2)``; ``fn(x1, None)`` for a diagonal tile of a symmetric matrix.
+    """
     bounds = steps(plan)
     first = jax.jit(
         lambda x1, x2: run_step(plan, bounds[0], initial_state(plan, x1, x2), want_ntk)
+    )
+    first_same = jax.jit(
+        lambda x1: run_step(plan, bounds[0], initial_state(plan, x1, x1, True), want_ntk)
     )
     rest = [
         jax.jit(functools.partial(_step, plan, b, want_ntk)) for b in bounds[1:]
     ]
 
     def fn(x1, x2):
-        state = first(x1, x2)
+        state = first_same(x1) if x2 is None else first(x1, x2)
         for step in rest:
             state = step(state)
         return finish(state, want_ntk)
@@ -294,6 +301,7 @@ def kernel_matrix(
             f"3-D inputs of shape {x1.shape} are ambiguous: pass (n, H, W, C) images "
             "or 2-D rows with input_shape=(H, W, C)."
         )
+    stack, x1, x2 = _flatten_first(stack, x1, x2)
     plan = make_plan(stack, x1.shape[1:-1], x1.shape[-1])
     np_dtype = _DTYPES[dkey]
     itemsize = np.dtype(np_dtype).itemsize
@@ -321,7 +329,8 @@ def kernel_matrix(
         a = _pad_rows(xs1[i:i + tile], tile)
         b = _pad_rows(xs2[j:j + tile], tile)
         with jax.enable_x64(dkey == "float64"):
-            a, b = jax.device_put(a, dev), jax.device_put(b, dev)
+            a = jax.device_put(a, dev)
+            b = None if (symmetric and i == j) else jax.device_put(b, dev)
             nngp, ntk = fn(a, b)
             res = {"nngp": nngp, "ntk": ntk}
             res = {g: np.asarray(res[g], dtype=np.float64) for g in gets}
@@ -350,7 +359,8 @@ def _compiled_pairs(plan, want_ntk):
     bounds = steps(plan)
 
     def first(a, b):
-        return run_step(plan, bounds[0], initial_state(plan, a[None], b[None]), want_ntk)
+        state = initial_state(plan, a[None], b[None], same=True)
+        return run_step(plan, bounds[0], state, want_ntk)
 
     chain = [jax.jit(jax.vmap(first))] + [
         jax.jit(jax.vmap(functools.partial(_step, plan, bd, want_ntk))) for bd in bounds[1:]
@@ -400,6 +410,7 @@ def kernel_diagonal(
         architecture, depth, activation, W_std, b_std, parameterization, width
     )
     x = as_images(X, input_shape, "X")
+    stack, x, _ = _flatten_first(stack, x, x)
     plan = make_plan(stack, x.shape[1:-1], x.shape[-1])
     n = x.shape[0]
     per = max(1, int(TILE_ENTRIES / _entries_per_pair(plan)))
@@ -419,6 +430,18 @@ def kernel_diagonal(
     if single:
         return out[gets[0]]
     return Kernels(out.get("nngp"), out.get("ntk"))
+
+
+def _flatten_first(stack, x1, x2):
+    """A leading Flatten acts on the raw inputs: flatten them instead.
+
+    Same kernel (the mean over positions of ``x_p . x'_p / C`` is
+    ``x . x' / (P C)``), without per-position arrays of shape ``(n1, n2, P)``.
+    """
+    if stack.layers and isinstance(stack.layers[0], Flatten) and x1.ndim > 2:
+        rest = Serial(stack.layers[1:])
+        return rest, x1.reshape(len(x1), -1), x2.reshape(len(x2), -1)
+    return stack, x1, x2
 
 
 def _n_workers(devices):

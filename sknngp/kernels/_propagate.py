@@ -98,43 +98,42 @@ def _prod(xs):
 # Input kernel
 
 
-def input_kernel(x1, x2, full):
+def input_kernel(x1, x2, full, same=False):
     """Covariances of the raw inputs, ``x . x' / C`` per position (pair).
 
-    The self-covariances are read off the diagonal of the same contraction
-    (``x1 x1^T``) rather than computed by a separate reduction: a diagonal tile
-    of a symmetric matrix then sees ``nngp[i, i] == var1[i]`` bit for bit, so
-    identical inputs have correlation exactly 1 (arccos is ill-conditioned there).
+    ``same=True`` (a diagonal tile of a symmetric matrix, ``x2 is x1``): the
+    self-covariances are read off the diagonal of the cross-covariance, so
+    ``nngp[i, i] == var1[i]`` bit for bit and identical inputs have correlation
+    exactly 1 (arccos is ill-conditioned there). Otherwise they come from a
+    cheap separate reduction.
     """
     n1, n2, c = x1.shape[0], x2.shape[0], x1.shape[-1]
     spatial = x1.shape[1:-1]
     p = _prod(spatial)
     f1, f2 = x1.reshape(n1, p, c), x2.reshape(n2, p, c)
     if full and spatial:
-        def cov(a, b):
-            return jnp.einsum("ipc,jqc->ijpq", a, b, precision=_HIGHEST) / c
-
-        def self_cov(a):
-            g = cov(a, a)
-            idx = jnp.arange(a.shape[0])
-            return g[idx, idx]
-
+        nngp = jnp.einsum("ipc,jqc->ijpq", f1, f2, precision=_HIGHEST) / c
+        if same:
+            idx = jnp.arange(n1)
+            var1 = var2 = nngp[idx, idx]
+        else:
+            var1, var2 = (
+                jnp.einsum("ipc,iqc->ipq", f, f, precision=_HIGHEST) / c for f in (f1, f2)
+            )
         return (
-            cov(f1, f2).reshape((n1, n2) + spatial * 2),
-            self_cov(f1).reshape((n1,) + spatial * 2),
-            self_cov(f2).reshape((n2,) + spatial * 2),
+            nngp.reshape((n1, n2) + spatial * 2),
+            var1.reshape((n1,) + spatial * 2),
+            var2.reshape((n2,) + spatial * 2),
         )
-
-    def cov(a, b):
-        return jnp.einsum("ipc,jpc->ijp", a, b, precision=_HIGHEST) / c
-
-    def self_cov(a):
-        return jnp.diagonal(cov(a, a), axis1=0, axis2=1).T
-
+    nngp = jnp.einsum("ipc,jpc->ijp", f1, f2, precision=_HIGHEST) / c
+    if same:
+        var1 = var2 = jnp.diagonal(nngp, axis1=0, axis2=1).T
+    else:
+        var1, var2 = (jnp.sum(f * f, axis=-1) / c for f in (f1, f2))
     return (
-        cov(f1, f2).reshape((n1, n2) + spatial),
-        self_cov(f1).reshape((n1,) + spatial),
-        self_cov(f2).reshape((n2,) + spatial),
+        nngp.reshape((n1, n2) + spatial),
+        var1.reshape((n1,) + spatial),
+        var2.reshape((n2,) + spatial),
     )
 
 
@@ -346,9 +345,9 @@ def run_step(plan, bounds, state, want_ntk):
     return state
 
 
-def initial_state(plan, x1, x2):
+def initial_state(plan, x1, x2, same=False):
     full0 = plan.full_inputs[0] and bool(plan.spatial_in[0])
-    nngp, var1, var2 = input_kernel(x1, x2, full0)
+    nngp, var1, var2 = input_kernel(x1, x2, full0, same)
     return nngp, None, var1, var2
 
 
@@ -366,7 +365,7 @@ def propagate(plan, x1, x2, want_ntk=True):
     requested. A single traced function: the simple oracle for the stepwise,
     separately compiled evaluation used by the engine.
     """
-    state = initial_state(plan, x1, x2)
+    state = initial_state(plan, x1, x2, same=x1 is x2)
     for bounds in steps(plan):
         state = run_step(plan, bounds, state, want_ntk)
     return finish(state, want_ntk)
