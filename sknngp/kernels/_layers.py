@@ -63,7 +63,9 @@ class Dense(Layer):
     Parameters
     ----------
     W_std, b_std : float
-        Weight and bias standard deviations. ``b_std=0`` means no bias.
+        Weight and bias standard deviations. ``b_std=0`` is a bias that starts at
+        zero and is still trained (as in neural-tangents): the
+        standard-parameterization NTK keeps its ``+1`` bias term.
     parameterization : {"ntk", "standard"}
     width : int or None
         Number of output units of the finite network. Only the
