@@ -284,25 +284,11 @@ def kernel_matrix(
     """
     gets, single = _parse_get(get)
     dkey = _parse_dtype(dtype)
-    stack = build_architecture(
-        architecture, depth, activation, W_std, b_std, parameterization, width
-    )
-    x1 = as_images(X1, input_shape, "X1")
     symmetric = X2 is None
-    x2 = x1 if symmetric else as_images(X2, input_shape, "X2")
-    if x1.shape[1:] != x2.shape[1:]:
-        raise ValueError(
-            f"X1 and X2 must have the same sample shape; got {x1.shape[1:]} and "
-            f"{x2.shape[1:]} (feature counts {int(np.prod(x1.shape[1:]))} and "
-            f"{int(np.prod(x2.shape[1:]))})."
-        )
-    if x1.ndim == 3:
-        raise ValueError(
-            f"3-D inputs of shape {x1.shape} are ambiguous: pass (n, H, W, C) images "
-            "or 2-D rows with input_shape=(H, W, C)."
-        )
-    stack, x1, x2 = _flatten_first(stack, x1, x2)
-    plan = make_plan(stack, x1.shape[1:-1], x1.shape[-1])
+    plan, x1, x2 = _prepare(
+        X1, X2, (architecture, depth, activation, W_std, b_std, parameterization, width),
+        input_shape, "X1",
+    )
     np_dtype = _DTYPES[dkey]
     itemsize = np.dtype(np_dtype).itemsize
     n1, n2 = x1.shape[0], x2.shape[0]
@@ -338,6 +324,9 @@ def kernel_matrix(
         with lock:
             for g in gets:
                 block = res[g][:ri, :rj]
+                if symmetric and i == j:
+                    # (i, j) and (j, i) differ by round-off (summation order)
+                    block = 0.5 * (block + block.T)
                 out[g][i:i + ri, j:j + rj] = block
                 if symmetric and j != i:
                     out[g][j:j + rj, i:i + ri] = block.T
@@ -406,12 +395,10 @@ def kernel_diagonal(
     """
     gets, single = _parse_get(get)
     dkey = _parse_dtype(dtype)
-    stack = build_architecture(
-        architecture, depth, activation, W_std, b_std, parameterization, width
+    plan, x, _ = _prepare(
+        X, None, (architecture, depth, activation, W_std, b_std, parameterization, width),
+        input_shape, "X",
     )
-    x = as_images(X, input_shape, "X")
-    stack, x, _ = _flatten_first(stack, x, x)
-    plan = make_plan(stack, x.shape[1:-1], x.shape[-1])
     n = x.shape[0]
     per = max(1, int(TILE_ENTRIES / _entries_per_pair(plan)))
     chunk = int(batch_size) if batch_size is not None else min(n, per, 4096)
@@ -430,6 +417,26 @@ def kernel_diagonal(
     if single:
         return out[gets[0]]
     return Kernels(out.get("nngp"), out.get("ntk"))
+
+
+def _prepare(X1, X2, arch_args, input_shape, name1):
+    """Validate inputs, build the stack and its plan; ``X2=None`` means ``X1``."""
+    stack = build_architecture(*arch_args)
+    x1 = as_images(X1, input_shape, name1)
+    x2 = x1 if X2 is None else as_images(X2, input_shape, "X2")
+    if x1.shape[1:] != x2.shape[1:]:
+        raise ValueError(
+            f"X1 and X2 must have the same sample shape; got {x1.shape[1:]} and "
+            f"{x2.shape[1:]} (feature counts {int(np.prod(x1.shape[1:]))} and "
+            f"{int(np.prod(x2.shape[1:]))})."
+        )
+    if x1.ndim == 3:
+        raise ValueError(
+            f"3-D inputs of shape {x1.shape} are ambiguous: pass (n, H, W, C) images "
+            "or 2-D rows with input_shape=(H, W, C)."
+        )
+    stack, x1, x2 = _flatten_first(stack, x1, x2)
+    return make_plan(stack, x1.shape[1:-1], x1.shape[-1]), x1, x2
 
 
 def _flatten_first(stack, x1, x2):
