@@ -18,110 +18,16 @@ from collections import namedtuple
 from concurrent.futures import ThreadPoolExecutor
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from ._architectures import build_architecture
 from ._layers import Flatten, Serial
+from ._validation import _DTYPES, _parse_dtype, _parse_get, as_images, resolve_devices
 from ._propagate import finish, initial_state, make_plan, run_step, steps
 
 Kernels = namedtuple("Kernels", ["nngp", "ntk"])
 Kernels.__doc__ = "NNGP and NTK kernel matrices returned by ``kernel_matrix(get=('nngp', 'ntk'))``."
 
-_GETS = ("nngp", "ntk")
-_DTYPES = {"float32": np.float32, "float64": np.float64}
-
-
-def _parse_get(get):
-    single = isinstance(get, str)
-    gets = (get,) if single else tuple(get)
-    if not gets or any(g not in _GETS for g in gets) or len(set(gets)) != len(gets):
-        raise ValueError(
-            f"get must be 'nngp', 'ntk' or a tuple of them such as ('nngp', 'ntk'); got {get!r}."
-        )
-    return gets, single
-
-
-def _parse_dtype(dtype):
-    key = np.dtype(dtype).name if not isinstance(dtype, str) else dtype
-    if key not in _DTYPES:
-        raise ValueError(
-            f"dtype must be 'float32' or 'float64'; got {dtype!r}."
-        )
-    return key
-
-
-def as_images(X, input_shape, name):
-    """Validate ``X`` and return a float64 array ``(n, *spatial, channels)``.
-
-    2-D input with ``input_shape=(H, W, C)`` is reshaped row by row (NHWC order);
-    2-D input without ``input_shape`` is a plain feature matrix.
-    """
-    X = np.asarray(X)
-    if X.dtype == object or not (np.issubdtype(X.dtype, np.number) or X.dtype == bool):
-        raise ValueError(f"{name} must be a numeric array; got dtype {X.dtype}.")
-    X = X.astype(np.float64, copy=False)
-    if X.ndim < 2:
-        raise ValueError(
-            f"{name} must be 2-D (n_samples, n_features) or 4-D (n, H, W, C); "
-            f"got shape {X.shape}. Reshape a single sample with X.reshape(1, -1)."
-        )
-    if X.shape[0] == 0:
-        raise ValueError(f"{name} has 0 samples; got shape {X.shape}.")
-    if not np.all(np.isfinite(X)):
-        bad = int(np.size(X) - np.count_nonzero(np.isfinite(X)))
-        raise ValueError(
-            f"{name} contains {bad} NaN or infinite value(s); remove or impute them "
-            "(e.g. sklearn.impute.SimpleImputer) before computing kernels."
-        )
-    if input_shape is not None:
-        shape = tuple(int(s) for s in input_shape)
-        if X.ndim == 2:
-            if int(np.prod(shape)) != X.shape[1]:
-                raise ValueError(
-                    f"input_shape={tuple(input_shape)} holds {int(np.prod(shape))} values "
-                    f"per sample but {name} has {X.shape[1]} features; input_shape must "
-                    f"satisfy H*W*C == n_features (NHWC order)."
-                )
-            return X.reshape((X.shape[0],) + shape)
-        if X.shape[1:] != shape:
-            raise ValueError(
-                f"input_shape={tuple(input_shape)} does not match {name}'s sample shape "
-                f"{X.shape[1:]}; pass input_shape=None for arrays that are already NHWC."
-            )
-        return X
-    return X
-
-
-def resolve_devices(device):
-    """``None``: all local devices of JAX's default backend; a platform name
-    ("cpu", "gpu"), ``"gpu:1"``, a ``jax.Device`` or a list of them otherwise."""
-    if device is None:
-        return jax.local_devices()
-    if isinstance(device, jax.Device):
-        return [device]
-    if isinstance(device, (list, tuple)):
-        return [d for item in device for d in resolve_devices(item)]
-    if isinstance(device, str):
-        platform, _, index = device.partition(":")
-        try:
-            devices = jax.local_devices(backend=platform)
-        except RuntimeError as exc:
-            raise ValueError(
-                f"device={device!r} is not available to JAX ({exc}). "
-                f"Available: {[str(d) for d in jax.local_devices()]}."
-            ) from None
-        if index:
-            if not index.isdigit() or int(index) >= len(devices):
-                raise ValueError(
-                    f"device={device!r}: there are {len(devices)} {platform} device(s)."
-                )
-            return [devices[int(index)]]
-        return devices
-    raise ValueError(
-        f"device must be None, a platform name such as 'cpu' or 'gpu', 'gpu:0', "
-        f"or a jax.Device; got {device!r}."
-    )
 
 
 def _entries_per_pair(plan):

@@ -202,7 +202,6 @@ def avg_pool(arr, layer, spatial, b):
 
 def spatial_diagonal(arr, spatial, b):
     """Same-position entries ``K[..., p, p]`` of a full covariance."""
-    ns = len(spatial)
     p = _prod(spatial)
     flat = arr.reshape(arr.shape[:b] + (p, p))
     return jnp.diagonal(flat, axis1=b, axis2=b + 1).reshape(arr.shape[:b] + spatial)
