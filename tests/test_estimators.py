@@ -269,3 +269,14 @@ def test_cache_never_stale():
     d = NNGPRegressor(**{**ARCH, "W_std": 1.0}).fit(X, y).predict(X[:4])
     e = NNGPRegressor(kernel_cache="off", **{**ARCH, "W_std": 1.0}).fit(X, y).predict(X[:4])
     np.testing.assert_allclose(d, e, rtol=1e-11)
+
+
+def test_grid_search_with_worker_processes_matches_sequential():
+    """n_jobs > 1: each worker keeps its own kernel bank; results are unchanged."""
+    X, y = load_digits(return_X_y=True)
+    X, y = X[:90] / 16, y[:90]
+    grid = {"diag_reg": [1e-4, 1.0], "depth": [1]}
+    seq = GridSearchCV(NNGPClassifier(**ARCH), grid, cv=3).fit(X, y)
+    par = GridSearchCV(NNGPClassifier(**ARCH), grid, cv=3, n_jobs=2).fit(X, y)
+    np.testing.assert_allclose(par.cv_results_["mean_test_score"],
+                               seq.cv_results_["mean_test_score"])
