@@ -19,6 +19,8 @@ _LAZY = {
     "ZCAWhitener": "sknngp.preprocessing",
     "PerImageStandardizer": "sknngp.preprocessing",
     "AugmentedEnsemble": "sknngp.ensemble",
+    "FiniteNetClassifier": "sknngp.finite",
+    "FiniteNetRegressor": "sknngp.finite",
 }
 
 __all__ = sorted(_LAZY)

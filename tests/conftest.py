@@ -8,3 +8,10 @@ JAX initialises its backends, hence at import time of the conftest.
 import jax
 
 jax.config.update("jax_num_cpu_devices", 2)
+
+try:  # tiny networks in the finite-network tests run 10-60x slower on 2 threads
+    import torch
+
+    torch.set_num_threads(1)
+except ImportError:  # pragma: no cover - torch is an optional extra
+    pass

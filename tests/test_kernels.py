@@ -183,3 +183,22 @@ def test_flatten_layer_spec_errors():
     with pytest.raises(ValueError, match="padding must be one of \\['SAME', 'VALID'\\]; got 'same'"):
         Conv(padding="same")
     assert isinstance(serial(Flatten(), serial(Dense(), Relu())).layers[2], type(Relu()))
+
+
+def test_avgpool_then_flatten(images):
+    """AvgPool over the whole image then Flatten is GlobalAvgPool (an identity
+    that needs the full covariance to flow through Flatten)."""
+    from sknngp.kernels import AvgPool
+
+    x, _ = images
+    head = [Conv((3, 3), W_std=1.2, b_std=0.1), Relu()]
+    pooled = serial(*head, AvgPool((5, 4), padding="VALID"), Flatten(), Dense())
+    gap = serial(*head, GlobalAvgPool(), Dense())
+    a = kernel_matrix(x, architecture=pooled, get=("nngp", "ntk"))
+    b = kernel_matrix(x, architecture=gap, get=("nngp", "ntk"))
+    np.testing.assert_allclose(a.nngp, b.nngp, rtol=1e-12)
+    np.testing.assert_allclose(a.ntk, b.ntk, rtol=1e-12)
+    # and a strided SAME pooling followed by Flatten runs and stays symmetric PSD
+    k = kernel_matrix(x, architecture=serial(*head, AvgPool((2, 2), (1, 1), "SAME"), Flatten(), Dense()))
+    np.testing.assert_array_equal(k, k.T)
+    assert np.linalg.eigvalsh(k).min() > -1e-12

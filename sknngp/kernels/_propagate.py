@@ -53,6 +53,11 @@ def make_plan(stack, spatial, channels):
     for i in range(len(layers) - 1, -1, -1):
         need = layers[i].needs_full_input(need)
         full[i] = need
+    # A full covariance stays full until a layer removes the spatial axes
+    # (e.g. AvgPool -> Flatten: Flatten reads the diagonal of what it is given).
+    for i in range(1, len(layers)):
+        if full[i - 1] and not isinstance(layers[i - 1], (Flatten, GlobalAvgPool)):
+            full[i] = True
     spatial_in, channels_in = [], []
     s, c = tuple(spatial), channels
     for layer in layers:
