@@ -93,7 +93,7 @@ class KernelBank:
                 self.known[kind] = np.zeros((n, n), dtype=bool)
         missing = np.zeros((len(ids1), len(ids2)), dtype=bool)
         for kind in kinds:
-            missing |= ~self.known[kind][np.ix_(ids1, ids2)]
+            missing |= ~_block(self.known[kind], ids1, ids2)
         if missing.any():
             r = np.unique(ids1[missing.any(axis=1)])
             c = np.unique(ids2[missing.any(axis=0)])
@@ -108,7 +108,12 @@ class KernelBank:
                 self.known[kind][np.ix_(r, c)] = True
                 self.known[kind][np.ix_(c, r)] = True
             stats["entries_computed"] += len(r) * len(c)
-        return {kind: self.values[kind][np.ix_(ids1, ids2)] for kind in kinds}
+        return {kind: _block(self.values[kind], ids1, ids2) for kind in kinds}
+
+
+def _block(A, rows, cols):
+    """``A[np.ix_(rows, cols)]``, 2-3x faster as two takes."""
+    return A.take(rows, axis=0).take(cols, axis=1)
 
 
 def _config_key(kwargs):
