@@ -29,7 +29,7 @@ KERNEL_PARAMS = dict(
     dtype=[StrOptions({"float32", "float64"})],
     batch_size=[Interval(numbers.Integral, 1, None, closed="left"), None],
     device="no_validation",
-    kernel_cache=[StrOptions({"memory", "off"})],
+    kernel_cache=[str],
 )
 
 
@@ -128,7 +128,7 @@ class KernelEstimatorBase(BaseEstimator):
 
     def _kernels(self, X1, X2, kinds):
         res = cached_kernel(
-            X1, X2, kinds, self._kernel_kwargs(), use_cache=self.kernel_cache == "memory"
+            X1, X2, kinds, self._kernel_kwargs(), use_cache=self._cache_mode()
         )
         for kind, K in res.items():
             if not np.all(np.isfinite(K)):
@@ -138,6 +138,19 @@ class KernelEstimatorBase(BaseEstimator):
                     "dtype='float64' and standardize X."
                 )
         return res
+
+    def _cache_mode(self):
+        """True (in-process bank), False, or a directory for the on-disk cache."""
+        if self.kernel_cache == "memory":
+            return True
+        if self.kernel_cache == "off":
+            return False
+        if not self.kernel_cache:
+            raise ValueError(
+                "kernel_cache must be 'memory', 'off' or a directory path for the "
+                "on-disk cache; got ''."
+            )
+        return self.kernel_cache
 
     def _self_kernels(self, X, kinds):
         kw = self._kernel_kwargs()
@@ -150,7 +163,7 @@ class KernelEstimatorBase(BaseEstimator):
         self.X_fit_ = X
         self.y_train_ = Y
         Ks = self._kernels(X, None, self._kinds)
-        use = self.kernel_cache == "memory"
+        use = self._cache_mode() is True
         self.train_kernels_ = Ks
         self.eigen_ = {}
         for kind, K in Ks.items():

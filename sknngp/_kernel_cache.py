@@ -123,16 +123,38 @@ def _config_key(kwargs):
     )
 
 
+def _compute(X1, X2, kinds, kwargs):
+    res = kernel_matrix(X1, X2, get=kinds, **kwargs)
+    return {k: getattr(res, k) for k in kinds}
+
+
+def _disk_compute(location):
+    """``_compute`` memoised on disk by joblib (keyed by the arrays' contents and
+    the kernel arguments, so it can never return a stale kernel)."""
+    import joblib
+
+    memory = joblib.Memory(location, verbose=0)
+    return memory.cache(_compute_keyed, ignore=["kwargs"])
+
+
+def _compute_keyed(X1, X2, kinds, key, kwargs):
+    del key  # part of joblib's cache key only (tiling/device do not change values)
+    return _compute(X1, X2, kinds, kwargs)
+
+
 def cached_kernel(X1, X2, kinds, kwargs, use_cache=True):
     """``{kind: K(X1, X2)}`` (``X2=None``: symmetric), through the bank when enabled.
 
     ``X1``/``X2`` are 2-D float64 rows (images flattened); ``kwargs`` are the
-    architecture arguments of :func:`sknngp.kernel_matrix`.
+    architecture arguments of :func:`sknngp.kernel_matrix`. ``use_cache`` is
+    True (in-process bank), False, or a directory: whole requests are then
+    cached on disk with joblib, shared by the worker processes of ``n_jobs>1``.
     """
     kinds = tuple(kinds)
+    if isinstance(use_cache, str):
+        return _disk_compute(use_cache)(X1, X2, kinds, _config_key(kwargs), kwargs)
     if not use_cache:
-        res = kernel_matrix(X1, X2, get=kinds, **kwargs)
-        return {k: getattr(res, k) for k in kinds}
+        return _compute(X1, X2, kinds, kwargs)
     key = _config_key(kwargs) + (("n_features", X1.shape[1]),)
     with _lock:
         stats["requests"] += 1

@@ -40,7 +40,7 @@ _SHARED_DOC = """
     device : None, str or jax.Device, default=None
         Where kernels are computed; None uses JAX's default backend (a GPU when
         JAX has one).
-    kernel_cache : {"memory", "off"}, default="memory"
+    kernel_cache : {"memory", "off"} or str, default="memory"
         Reuse kernel entries and eigendecompositions across fits in this
         process (what makes ``GridSearchCV`` over ``diag_reg`` cost about one
         kernel). Entries are keyed by the architecture and the exact bytes of

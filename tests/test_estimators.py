@@ -280,3 +280,20 @@ def test_grid_search_with_worker_processes_matches_sequential():
     par = GridSearchCV(NNGPClassifier(**ARCH), grid, cv=3, n_jobs=2).fit(X, y)
     np.testing.assert_allclose(par.cv_results_["mean_test_score"],
                                seq.cv_results_["mean_test_score"])
+
+
+def test_on_disk_cache_shared_by_worker_processes(tmp_path):
+    X, y = load_digits(return_X_y=True)
+    X, y = X[:90] / 16, y[:90]
+    grid = {"diag_reg": [1e-4, 1.0]}
+    seq = GridSearchCV(NNGPClassifier(kernel_cache="off", **ARCH), grid, cv=3).fit(X, y)
+    disk = NNGPClassifier(kernel_cache=str(tmp_path / "kcache"), **ARCH)
+    par = GridSearchCV(disk, grid, cv=3, n_jobs=2).fit(X, y)
+    np.testing.assert_allclose(par.cv_results_["mean_test_score"],
+                               seq.cv_results_["mean_test_score"])
+    stored = list((tmp_path / "kcache").rglob("output.pkl"))
+    # 3 folds x (train x train, test x train) + the refit: computed once each
+    # although each fold was fitted for 2 diag_reg values
+    assert 1 <= len(stored) <= 3 * 2 + 2, len(stored)
+    with pytest.raises(ValueError, match="kernel_cache must be 'memory', 'off' or a directory"):
+        NNGPClassifier(kernel_cache="", **ARCH).fit(X, y)
