@@ -1,4 +1,6 @@
-"""NNGP and NTK kernel regression on sklearn's digits (8x8 images).
+"""
+NNGP and NTK kernel regression on sklearn's digits (8x8 images)
+===============================================================
 
 For each architecture (FC, CNN-VEC, CNN-GAP; ReLU, depth 3, NTK
 parameterization), fit NNGPClassifier and NTKClassifier on centered one-hot
@@ -39,7 +41,7 @@ def main(n_train=400, n_test=400, depth=3):
 
 
 if __name__ == "__main__":
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
     ap.add_argument("--n-train", type=int, default=400)
     ap.add_argument("--n-test", type=int, default=400)
     ap.add_argument("--depth", type=int, default=3)

@@ -1,11 +1,13 @@
-"""Diagonal regularization acts like early stopping (the paper's finding 6).
+"""
+Diagonal regularization acts like early stopping (the paper's finding 6)
+========================================================================
 
 A Pipeline (StandardScaler -> NNGP / NTK classifier) grid-searched over
 ``diag_reg`` with 5-fold CV on digits, and the NTK classifier grid-searched over
 the training time ``t`` (``diag_reg`` ~ 0). Both curves rise, peak and (for
 ``diag_reg``) fall: large regularization and short training damp the same
 small-eigenvalue directions of the kernel. The kernel of each fold is computed
-once for the whole grid (in-process kernel cache).
+once for the whole grid (in-process kernel cache). Run::
 
     python examples/plot_grid_search_diag_reg.py --out .
 """
@@ -63,7 +65,7 @@ def main(out=".", n=500, architecture="cnn-vec", depth=3):
 
 
 if __name__ == "__main__":
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
     ap.add_argument("--out", default=".")
     ap.add_argument("--n", type=int, default=500)
     a = ap.parse_args()
