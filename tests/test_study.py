@@ -334,6 +334,11 @@ def test_report_on_no_results_covers_nothing():
     assert "- `zca`: ImportError: no" in report
     verdicts = assess(_supporting_rows().query("experiment == 'zca'"))
     assert verdicts[8][0] == "supported" and verdicts[1][0] == "not covered"
+    fc_only = _supporting_rows().query("architecture == 'fc'")
+    verdict, lines = assess(fc_only)[1]
+    assert verdict == "supported"
+    assert lines[-1] == ("No convolutional architecture in this run: that half of the "
+                         "finding is untested.")
 
 
 def test_report_ignores_failed_rows():

@@ -92,7 +92,7 @@ def _by_cv(rows):
 
 def _finding_1(df):
     rows = _ok(df, "finite_vs_infinite")
-    parts, lines = [], []
+    parts, lines, kinds = [], [], set()
     for arch, sub in rows.groupby("architecture", sort=False):
         kernel = sub[sub["model"].isin(["nngp", "ntk"]) & (sub["variant"] == CV)]
         finite = sub[sub["model"] == "finite"]
@@ -115,6 +115,9 @@ def _finding_1(df):
             + (f" (the NTK at the networks' training time t={at_t['value'].iloc[0]:g}: "
                f"{_f(_acc(at_t))})." if len(at_t) else ".")
         )
+        kinds.add("convolutional" if conv else "fully connected")
+    for kind in {"convolutional", "fully connected"} - kinds if kinds else ():
+        lines.append(f"No {kind} architecture in this run: that half of the finding is untested.")
     return _tally(parts), lines
 
 
