@@ -302,6 +302,7 @@ def test_report_states_the_numbers():
     assert ("fc: best kernel 0.900 (NNGP), best finite network 0.800 (centered): kernel ahead "
             "by 10.0 pts for a fully connected network (the NTK at the networks' training "
             "time t=300: 0.500).") in report
+    assert "mean by at least 1 point of test accuracy (or agreement)" in report
     assert "cnn-vec: best kernel 0.900 (NNGP), best finite network 0.950 (centered)" in report
     assert "float32 breaks down from n=1600 on" in report
     assert "no ZCA 0.800; ZCA with zca_reg chosen by CV (0.1) 0.860 (+6.0 pts)" in report
@@ -326,6 +327,16 @@ def test_report_refutes_on_contrary_results():
     assert "a flat curve: the knobs barely matter here" in report
     assert "kernel ahead by 9.0 pts, contrary to the finding for a convolutional" not in report
     assert "finite ahead by 9.0 pts for a convolutional network" in report
+
+
+def test_report_counts_differences_below_one_point_as_ties():
+    df = _supporting_rows()
+    aug = (df["experiment"] == "augmentation") & (df["value"] == 3)
+    df.loc[aug, "accuracy"] = 0.809  # 0.9 points ahead of the single predictor: a tie
+    zca = (df["experiment"] == "zca") & (df["value"] == 0.1)
+    df.loc[zca, "accuracy"] = 0.81  # exactly 1 point: counts
+    verdicts = assess(df)
+    assert verdicts[12][0] == "not supported" and verdicts[8][0] == "supported"
 
 
 def test_report_on_no_results_covers_nothing():

@@ -116,6 +116,13 @@ def _widths(config, architecture):
     return config.widths if architecture == "fc" else config.cnn_widths
 
 
+def _tiny(config):
+    """The ridge under early-stopped NTK predictions: the grid's smallest
+    ``diag_reg``, negligible next to stopping, but it keeps a kernel with
+    duplicate samples positive definite."""
+    return min(config.diag_regs)
+
+
 def _fit_score(model, data, X=None, y=None):
     """Fit on the training set (or ``X, y``); test accuracy and seconds."""
     start = time.perf_counter()
@@ -185,7 +192,8 @@ def finite_vs_infinite(data, config, *, device="auto", progress=False):
                             value=search.best_params_["diag_reg"], accuracy=accuracy,
                             cv_accuracy=search.best_score_, seconds=seconds))
         lr = config.lr_fraction * critical_lr(fitted["ntk"], n_targets)
-        ntk_t = clone(fitted["ntk"]).set_params(diag_reg=0.0, t=config.epochs, learning_rate=lr)
+        ntk_t = clone(fitted["ntk"]).set_params(diag_reg=_tiny(config), t=config.epochs,
+                                                learning_rate=lr)
         accuracy, seconds = _fit_score(ntk_t, data)
         rows.append(row(name, arch, "ntk", variant="at the networks' training time",
                         param="t", value=config.epochs, accuracy=accuracy, seconds=seconds))
@@ -224,7 +232,7 @@ def regularization(data, config, *, device="auto", progress=False):
                 rows.append(row(name, arch, model, variant="diag_reg", param="diag_reg",
                                 value=reg, accuracy=accuracy, cv_accuracy=cv_accuracy,
                                 seconds=seconds))
-        ntk = NTKClassifier(**spec, diag_reg=0.0).fit(data.X_train, data.y_train)
+        ntk = NTKClassifier(**spec, diag_reg=_tiny(config)).fit(data.X_train, data.y_train)
         mean_diag = float(np.mean(np.diag(ntk.train_kernels_["ntk"])))
         m = data.n_train * data.n_classes
         times = [m / (reg * mean_diag) for reg in config.diag_regs]
@@ -322,7 +330,7 @@ def finite_width(data, config, *, device="auto", progress=False):
         nngp, accuracy, seconds = _search_diag_reg(NNGPClassifier(**spec), data, config)
         rows.append(row(name, arch, "nngp", variant="diag_reg by CV", accuracy=accuracy,
                         seconds=seconds))
-        ntk = NTKClassifier(**spec, diag_reg=0.0).fit(X, y)
+        ntk = NTKClassifier(**spec, diag_reg=_tiny(config)).fit(X, y)
         lr = config.lr_fraction * critical_lr(ntk, n_targets)
         reference = {}
         ntk_t = clone(ntk).set_params(t=config.epochs, learning_rate=lr)
@@ -365,7 +373,7 @@ def weight_decay(data, config, *, device="auto", progress=False):
     rows = []
     n_targets = data.n_train * data.n_classes
     for arch in _progress(config.finite_architectures, name, progress):
-        ntk = NTKClassifier(**_spec(data, config, arch, device), diag_reg=0.0)
+        ntk = NTKClassifier(**_spec(data, config, arch, device), diag_reg=_tiny(config))
         ntk.fit(data.X_train, data.y_train)
         lr_crit = critical_lr(ntk, n_targets)
         lr, lr_large = config.lr_fraction * lr_crit, config.large_lr_fraction * lr_crit

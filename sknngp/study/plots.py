@@ -71,7 +71,7 @@ def plot_regularization(rows):
         right.semilogx(sel["value"], sel["accuracy"], "s-", color="C1", label="NTK test")
         right.semilogx(sel["value"], sel["cv_accuracy"], "--", color="C1", label="NTK CV")
         right.set(xlabel="training time t, short to long", ylabel="accuracy",
-                  title=f"{arch}: early stopping (diag_reg=0)")
+                  title=f"{arch}: early stopping")
         right.legend(fontsize=7)
     return fig
 

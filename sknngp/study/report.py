@@ -24,6 +24,11 @@ MIXED = "mixed"
 NOT_COVERED = "not covered"
 CV = "diag_reg by CV"
 
+#: A difference of test accuracy (or agreement) counts only from this size on;
+#: smaller ones are ties (one seed, one split: they are within noise).
+MARGIN = 0.01
+_EPS = 1e-9
+
 #: The findings of Lee et al. (2020), as listed in the design brief.
 FINDINGS = {
     1: "Kernel methods beat fully-connected finite networks but lose to convolutional "
@@ -62,6 +67,11 @@ def _pts(diff):
 
 def _g(x):
     return f"{x:.3g}"
+
+
+def _beats(a, b):
+    """``a`` ahead of ``b`` by at least :data:`MARGIN`."""
+    return bool(float(a) - float(b) >= MARGIN - _EPS)
 
 
 def _tally(parts):
@@ -103,7 +113,8 @@ def _finding_1(df):
         best_f = finite.loc[finite["accuracy"].idxmax()]
         conv = arch != "fc"
         finite_ahead = best_f["accuracy"] > best_k["accuracy"]
-        holds = finite_ahead if conv else best_k["accuracy"] > best_f["accuracy"]
+        holds = (_beats(best_f["accuracy"], best_k["accuracy"]) if conv
+                 else _beats(best_k["accuracy"], best_f["accuracy"]))
         parts.append(bool(holds))
         lines.append(
             f"{arch}: best kernel {_f(best_k['accuracy'])} ({best_k['model'].upper()}), "
@@ -118,6 +129,10 @@ def _finding_1(df):
         kinds.add("convolutional" if conv else "fully connected")
     for kind in {"convolutional", "fully connected"} - kinds if kinds else ():
         lines.append(f"No {kind} architecture in this run: that half of the finding is untested.")
+    if lines:
+        lines.insert(0, "Rule: the best kernel (NNGP or NTK, diag_reg by CV) beats the best "
+                        "finite network for fc, and the best finite network beats the best "
+                        "kernel for convolutional architectures.")
     return _tally(parts), lines
 
 
@@ -139,8 +154,8 @@ def _finding_2(df):
     for label, nngp, ntk in comparisons:
         if math.isnan(nngp) or math.isnan(ntk):
             continue
-        wins += nngp > ntk
-        losses += nngp < ntk
+        wins += _beats(nngp, ntk)
+        losses += _beats(ntk, nngp)
         lines.append(f"{label}: NNGP {_f(nngp)}, NTK {_f(ntk)} ({_pts(nngp - ntk)} for NNGP).")
     if not lines:
         return None, []
@@ -163,7 +178,7 @@ def _finding_3(df):
         if not len(plain) or not len(ens):
             continue
         a_p, a_e = float(plain["agreement"].iloc[0]), float(ens["agreement"].iloc[0])
-        parts.append(a_e > a_p)
+        parts.append(_beats(a_e, a_p))
         lines.append(
             f"{arch}, width {width:g}: agreement with the NTK prediction {_f(a_e)} centered + "
             f"ensembled vs {_f(a_p)} plain; accuracy {_f(_acc(ens))} vs {_f(_acc(plain))}."
@@ -187,13 +202,13 @@ def _finding_4(df):
         large = sub[sub["variant"] == "large lr"]
         if len(large):
             a1 = float(large["agreement"].iloc[0])
-            parts.append(a1 < a0)
+            parts.append(_beats(a0, a1))
             lines.append(f"{arch}: large learning rate ({_g(float(large['value'].iloc[0]))}): "
                          f"agreement {_f(a1)}, accuracy {_f(_acc(large))}.")
         l2 = sub[sub["variant"].str.startswith("L2")]
         if len(l2):
             a2 = float(l2["agreement"].min())
-            parts.append(a2 < a0)
+            parts.append(_beats(a0, a2))
             for _, r in l2.iterrows():
                 lines.append(f"{arch}: {r['variant']} weight decay {_g(r['value'])} (chosen on a "
                              f"validation split): agreement {_f(r['agreement'])}, accuracy "
@@ -213,7 +228,7 @@ def _finding_5(df):
         if not len(ntk) or not len(std):
             continue
         a_n, a_s = _acc(ntk), _acc(std)
-        parts.append(a_n > a_s)
+        parts.append(_beats(a_n, a_s))
         lines.append(f"{arch}, width {width:g}: NTK parameterization {_f(a_n)}, standard "
                      f"{_f(a_s)} ({_pts(a_n - a_s)}).")
     if lines:
@@ -236,8 +251,8 @@ def _finding_6(df):
         a_reg = reg["accuracy"].astype(float).to_numpy()
         a_stop = stop["accuracy"].astype(float).to_numpy()
         gap = float(np.mean(np.abs(a_reg - a_stop)))
-        moves = min(np.ptp(a_reg), np.ptp(a_stop)) >= 0.01
-        parts.append(bool(gap <= 0.01 and moves))
+        moves = min(np.ptp(a_reg), np.ptp(a_stop)) >= MARGIN - _EPS
+        parts.append(bool(gap <= MARGIN and moves))
         best_r, best_t = _by_cv(reg), _by_cv(stop)
         lines.append(
             f"{arch}: NTK test accuracy across diag_reg (weak to strong, "
@@ -271,7 +286,7 @@ def _finding_7(df):
                 return None
             if r32["status"].iloc[0] != "ok":
                 return True
-            return float(r32["accuracy"].iloc[0]) < float(r64["accuracy"].iloc[0]) - 0.01
+            return _beats(float(r64["accuracy"].iloc[0]), float(r32["accuracy"].iloc[0]))
 
         states = [(n, broken(n)) for n in sizes]
         states = [(n, b) for n, b in states if b is not None]
@@ -308,7 +323,7 @@ def _finding_8(df):
             continue
         chosen = _by_cv(on)
         best = on.loc[on["accuracy"].idxmax()]
-        parts.append(bool(chosen["accuracy"] > _acc(off)))
+        parts.append(_beats(chosen["accuracy"], _acc(off)))
         lines.append(
             f"{arch}: no ZCA {_f(_acc(off))}; ZCA with zca_reg chosen by CV "
             f"({_g(chosen['value'])}) {_f(chosen['accuracy'])} "
@@ -331,7 +346,7 @@ def _finding_9(df):
         if len(sub) < 3:
             continue
         steps = np.diff(sub["accuracy"].astype(float).to_numpy())
-        bumpy = bool(np.any(steps >= 0.01) and np.any(steps <= -0.01))
+        bumpy = bool(np.any(steps >= MARGIN - _EPS) and np.any(steps <= -MARGIN + _EPS))
         found.append(bumpy)
         curve = ", ".join(f"{w:g}: {_f(a)}" for w, a in zip(sub["value"], sub["accuracy"]))
         lines.append(f"{arch}, {variant}: {curve}{' (non-monotonic)' if bumpy else ''}.")
@@ -354,7 +369,7 @@ def _finding_10(df):
     narrow = float(cnn_f["accuracy"].iloc[0] - fc_f["accuracy"].iloc[0])
     wide = float(cnn_f["accuracy"].iloc[-1] - fc_f["accuracy"].iloc[-1])
     kernel = _acc(cnn_k) - _acc(fc_k)
-    holds = narrow > wide and narrow > kernel
+    holds = _beats(narrow, wide) and _beats(narrow, kernel)
     lines = [
         "Rule: the advantage of CNN-VEC over FC (plain NTK-parameterized networks) is larger "
         "for the narrowest networks than for the widest and than between their NTKs.",
@@ -375,10 +390,10 @@ def _finding_11(df):
         if not len(base) or not len(lw):
             continue
         a0, a_lw = _acc(base), _acc(lw)
-        parts.append(a_lw > a0)
+        parts.append(_beats(a_lw, a0))
         text = f"{arch}: no weight decay {_f(a0)}; layer-wise {_f(a_lw)} ({_pts(a_lw - a0)})"
         if len(uni):
-            parts.append(a_lw >= _acc(uni))
+            parts.append(not _beats(_acc(uni), a_lw))
             text += f"; uniform {_f(_acc(uni))}"
         lines.append(text + ".")
     if lines:
@@ -396,7 +411,7 @@ def _finding_12(df):
         if not len(single) or not len(ens):
             continue
         full = ens.loc[ens["value"].astype(float).idxmax()]
-        parts.append(bool(full["accuracy"] > _acc(single)))
+        parts.append(_beats(full["accuracy"], _acc(single)))
         curve = ", ".join(f"{v:g}: {_f(a)}" for v, a in zip(ens["value"], ens["accuracy"]))
         lines.append(f"{arch}: single NNGP {_f(_acc(single))}; {full['variant']} of "
                      f"{full['value']:g} draws {_f(full['accuracy'])} "
@@ -463,8 +478,9 @@ def make_report(results, meta=None):
             f"{meta.get('n_test', '?')} test images{f' ({shape})' if shape else ''}; preset "
             f"`{meta.get('preset', '?')}`, depth {meta.get('depth', '?')}. "
             "Findings are those of Lee et al., *Finite Versus Infinite Neural Networks: an "
-            "Empirical Study* (NeurIPS 2020). One seed and one split: differences of a test "
-            "image or two are noise."
+            "Empirical Study* (NeurIPS 2020). One seed and one split: in the rules below, "
+            f"'beats', 'ahead', 'more' and 'lower' mean by at least {100 * MARGIN:g} point of "
+            "test accuracy (or agreement); smaller differences count as ties."
         )
         out.append("")
     counts = {v: sum(1 for verdict, _ in verdicts.values() if verdict == v)
