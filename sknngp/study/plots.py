@@ -46,7 +46,7 @@ def plot_finite_vs_infinite(rows):
     ax.set_ylim(max(0.0, low - 0.05), 1.0)
     ax.set_ylabel("test accuracy")
     ax.set_title("Finite networks vs their infinite-width kernels")
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.08), ncol=3)
     return fig
 
 
@@ -110,6 +110,9 @@ def plot_precision(rows):
             if len(bad):
                 ax.plot(bad["value"], np.full(len(bad), floor), "x", color=f"C{k}", ms=9,
                         label=f"{arch}, {dtype}: failed")
+    sizes = sorted(rows["value"].astype(float).unique())
+    ax.set_xticks(sizes, [f"{n:g}" for n in sizes])
+    ax.minorticks_off()
     ax.set(xlabel="training-set size", ylabel="test accuracy (NNGP)",
            title="Kernel precision: float32 vs float64")
     ax.legend(fontsize=7)
@@ -133,6 +136,10 @@ def plot_finite_width(rows):
             if len(sel):
                 left.axhline(float(sel["accuracy"].iloc[0]), color=f"C{5 + k}", ls=":",
                              label=f"{model.upper()} ({sel['variant'].iloc[0]})")
+        widths = sorted(finite["value"].astype(float).unique())
+        for ax in (left, right):
+            ax.set_xticks(widths, [f"{w:g}" for w in widths])
+            ax.minorticks_off()
         left.set(xlabel="width", ylabel="test accuracy", title=f"{arch}: finite vs infinite")
         right.set(xlabel="width", ylabel="agreement with NTK(t)",
                   title=f"{arch}: agreement with the kernel")
