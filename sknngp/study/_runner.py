@@ -41,7 +41,7 @@ def results_markdown(df):
 
 
 def run_study(data, config, out, *, experiments=None, device="auto", preset=None,
-              progress=True, log=print):
+              progress=True, log=None):
     """Run experiments on ``data`` and write tables, plots and the report to ``out``.
 
     An experiment whose ``<name>.csv`` is already in ``out`` is not run again:
@@ -63,7 +63,9 @@ def run_study(data, config, out, *, experiments=None, device="auto", preset=None
         Name recorded in the report.
     progress : bool, default=True
         tqdm progress bars.
-    log : callable, default=print
+    log : callable, default=None
+        Called with one line per experiment; None prints it above the
+        progress bars (``tqdm.write``).
 
     Returns
     -------
@@ -73,6 +75,7 @@ def run_study(data, config, out, *, experiments=None, device="auto", preset=None
     """
     from tqdm.auto import tqdm
 
+    log = log or tqdm.write
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     names = list(EXPERIMENTS) if experiments is None else list(experiments)
