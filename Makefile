@@ -7,19 +7,30 @@ STAMP := $(VENV)/.sknngp-installed
 NT_VENV ?= .nt-venv
 PYTEST_WORKERS ?= 2
 
-.PHONY: demo test test-slow bench nt-reference clean
+.PHONY: demo demo-kernels test test-slow docs bench nt-reference clean
 
 $(STAMP): pyproject.toml constraints-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -c constraints-dev.txt -e ".[torch,dev]"
+	$(PY) -m pip install -q -c constraints-dev.txt -e ".[torch,dev,docs]"
 	touch $(STAMP)
 
+# The paper's comparisons on digits (sized for < 10 minutes on 2 cores).
 demo: $(STAMP)
+	$(PY) -m sknngp study --preset demo --out study_out
+	@echo "Report: study_out/report.md (table: study_out/results.md, plots: study_out/*.png)"
+
+# NNGP / NTK accuracy and kernel time per architecture, in a minute or two.
+demo-kernels: $(STAMP)
 	$(PY) examples/demo_kernels.py
 
 test: $(STAMP)
 	$(PY) -m pytest -n $(PYTEST_WORKERS) -q
+
+# Documentation (Sphinx + numpydoc + sphinx-gallery); warnings are errors.
+docs: $(STAMP)
+	$(PY) -m sphinx -W --keep-going -q -b html docs docs/_build/html
+	@echo "Docs: docs/_build/html/index.html"
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -n $(PYTEST_WORKERS) -q -m slow
