@@ -295,8 +295,12 @@ class NTKRegressor(_KernelRegressorBase):
         return _inference.spectral_filter(w, self.t, self.learning_rate, self.y_train_.size), V
 
     def _k_train(self):
-        w, V = self._filter("nngp")
-        return (V * w) @ V.T
+        """Regularized NNGP train kernel ``K + lambda I`` (O(n^2), not rebuilt
+        from its eigendecomposition)."""
+        K = self.train_kernels_["nngp"]
+        w, _ = self.eigen_["nngp"]
+        lam = _inference.regularizer(w, self.diag_reg, self.diag_reg_absolute_scale)
+        return K + lam * np.eye(len(K))
 
     def _mean(self, cross):
         g, V = self._g()
