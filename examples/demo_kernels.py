@@ -14,7 +14,7 @@ import numpy as np
 from sklearn.datasets import load_digits
 
 import sknngp
-from sknngp import _kernel_cache
+from sknngp import _bank
 
 
 def main(n_train=400, n_test=400, depth=3):
@@ -29,7 +29,7 @@ def main(n_train=400, n_test=400, depth=3):
     print(f"{'architecture':<10} {'NNGP acc':>9} {'NTK acc':>8} {'kernel s':>9}")
     for arch in ("fc", "cnn-vec", "cnn-gap"):
         kw = dict(architecture=arch, depth=depth, input_shape=(8, 8, 1), diag_reg=1e-3)
-        _kernel_cache.clear()
+        _bank.clear()
         t = time.perf_counter()
         # NNGP and NTK share one kernel pass: the NTK classifier computes both,
         # the NNGP classifier then reads its kernel from the in-process cache.

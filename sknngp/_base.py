@@ -1,49 +1,96 @@
-"""Shared machinery of the kernel estimators: parameters, validation, kernels."""
+"""The base of the kernel estimators: parameters, input, kernels, solves.
+
+Data flows one way: parameters -> architecture (built once in ``fit``) ->
+bank -> engine tiles -> solver -> fitted state (what ``predict`` needs: the
+dual coefficients, ``X_fit_`` and the row hashes, no kernel matrices).
+Regressors and classifiers are siblings on this base; the inference (NNGP
+posterior or NTK ensemble) is a strategy object.
+"""
 
 from __future__ import annotations
 
 import numbers
-import warnings
 
 import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from . import _inference
-from ._kernel_cache import cached_eigh, cached_kernel, train_key
-from .kernels import ARCHITECTURES, Serial, kernel_diagonal
+from . import _bank, _solvers
+from .architecture import architecture_from_params
+from .architecture.params import ARCHITECTURE_CONSTRAINTS, ARCHITECTURE_DOC, INPUT_SHAPE_DOC
+from .kernels import _engine
 
+#: test rows per block of kernel entries at prediction time (bounds memory:
+#: 2**25 entries are 256 MiB of float64)
+PREDICT_ENTRIES = 2**25
 
-KERNEL_PARAMS = dict(
-    architecture=[StrOptions(set(ARCHITECTURES)), Serial],
-    depth=[Interval(numbers.Integral, 1, None, closed="left")],
-    activation=[StrOptions({"relu", "erf"})],
-    W_std=[Interval(numbers.Real, 0, None, closed="left")],
-    b_std=[Interval(numbers.Real, 0, None, closed="left")],
-    parameterization=[StrOptions({"ntk", "standard"})],
-    width=[Interval(numbers.Integral, 1, None, closed="left"), None],
-    input_shape=[tuple, list, None],
-    diag_reg=[Interval(numbers.Real, 0, None, closed="left")],
-    diag_reg_absolute_scale=["boolean"],
-    dtype=[StrOptions({"float32", "float64"})],
-    batch_size=[Interval(numbers.Integral, 1, None, closed="left"), None],
-    device="no_validation",
-    kernel_cache=[str],
-)
+KERNEL_CONSTRAINTS = {
+    **ARCHITECTURE_CONSTRAINTS,
+    "diag_reg": [Interval(numbers.Real, 0, None, closed="left")],
+    "diag_reg_absolute_scale": ["boolean"],
+    "solver": [StrOptions(set(_solvers.SOLVERS))],
+    "dtype": [StrOptions({"float32", "float64"})],
+    "batch_size": [Interval(numbers.Integral, 1, None, closed="left"), None],
+    "device": "no_validation",
+    "kernel_cache": [str],
+}
+
+NTK_CONSTRAINTS = {
+    "t": [Interval(numbers.Real, 0, None, closed="left"), None],
+    "learning_rate": [Interval(numbers.Real, 0, None, closed="neither")],
+}
+
+PARAMS_DOC = (
+    ARCHITECTURE_DOC
+    + """    width : int, default=None
+        Hidden width; only the standard-parameterization NTK depends on it."""
+    + INPUT_SHAPE_DOC
+    + """    diag_reg : float, default=1e-4
+        Diagonal regularization. Relative by default: the train kernel becomes
+        ``K + diag_reg * tr(K) / n * I`` (neural-tangents' convention).
+    diag_reg_absolute_scale : bool, default=False
+        If True, ``K + diag_reg * I`` (sklearn's ``alpha``).
+    solver : {"auto", "cholesky", "eigh"}, default="auto"
+        ``"cholesky"`` factors the regularized train kernel once;
+        ``"eigh"`` eigendecomposes it (15-100x the cost on CPUs), which only
+        the finite-time NTK (``t`` not None) needs. ``"auto"`` uses Cholesky
+        except for a finite ``t``. Eigendecompositions are kept in the bank,
+        so a grid over ``t`` (or over ``diag_reg`` with ``solver="eigh"``)
+        decomposes each fold once.
+    dtype : {"float64", "float32"}, default="float64"
+        Precision of the kernel computation; solves are always float64. A
+        float32 kernel whose solve is ill-conditioned gives a warning with the
+        estimated error; only a solve that fails raises.
+    batch_size : int, default=None
+        Kernel tile size (see :func:`sknngp.kernel_matrix`).
+    device : None, str or jax.Device, default=None
+        Where kernels are computed; None uses JAX's default backend (a GPU when
+        JAX has one).
+    kernel_cache : {"memory", "off"} or str, default="memory"
+        ``"memory"``: reuse kernel entries across fits in this process (what
+        makes ``GridSearchCV`` over ``diag_reg``, ``t`` or ``depth`` cost about
+        one kernel). Entries are keyed by the architecture, the kernel dtype
+        and the exact bytes of each sample, never by ``batch_size`` or
+        ``device``. ``"off"``: compute every kernel afresh. A directory path:
+        additionally cache whole kernel blocks on disk, shared by the worker
+        processes of ``n_jobs > 1``.
+""")
+
+NTK_PARAMS_DOC = """    t : float, default=None
+        Training time; None means converged. Grid-searchable: the fold's
+        eigendecomposition is computed once and serves every value.
+    learning_rate : float, default=1.0
+        Gradient-descent learning rate, in neural-tangents' time convention
+        ``exp(-learning_rate * Theta * t / y.size)``.
+"""
 
 
 class KernelEstimatorBase(BaseEstimator):
-    """Base of the NNGP / NTK estimators: architecture in, kernels out.
+    """Architecture in, kernels out; subclasses set ``_strategy``."""
 
-    Subclasses set ``_kinds`` (which kernels they need) and implement the
-    inference. Fitted state is NumPy only (the jitted kernel functions are
-    rebuilt on demand), so estimators pickle and clone cleanly.
-    """
-
-    _parameter_constraints: dict = dict(KERNEL_PARAMS)
-    _kinds = ("nngp",)
-    _main_kind = "nngp"
+    _parameter_constraints: dict = dict(KERNEL_CONSTRAINTS)
+    _strategy = None
 
     def __init__(
         self,
@@ -58,6 +105,7 @@ class KernelEstimatorBase(BaseEstimator):
         input_shape=None,
         diag_reg=1e-4,
         diag_reg_absolute_scale=False,
+        solver="auto",
         dtype="float64",
         batch_size=None,
         device=None,
@@ -73,121 +121,131 @@ class KernelEstimatorBase(BaseEstimator):
         self.input_shape = input_shape
         self.diag_reg = diag_reg
         self.diag_reg_absolute_scale = diag_reg_absolute_scale
+        self.solver = solver
         self.dtype = dtype
         self.batch_size = batch_size
         self.device = device
         self.kernel_cache = kernel_cache
 
     # ------------------------------------------------------------------ input
-    def _flatten_input(self, X, reset, y="no_validation", **y_kw):
-        """Accept 2-D rows or 4-D NHWC images; return 2-D rows and the image shape
-        (and the validated ``y`` when one is given)."""
-        if hasattr(X, "ndim") and getattr(X, "ndim", 2) == 4:
-            shape = tuple(int(s) for s in X.shape[1:])
-            if self.input_shape is not None and tuple(self.input_shape) != shape:
+    def _rows(self, X, reset, y="no_validation", **y_kw):
+        """Validate 2-D rows or 4-D NHWC images; return 2-D float64 rows (and y)."""
+        shape = None if self.input_shape is None else tuple(self.input_shape)
+        if getattr(X, "ndim", 2) == 4:
+            image = tuple(int(s) for s in X.shape[1:])
+            if shape is not None and shape != image:
                 raise ValueError(
-                    f"input_shape={tuple(self.input_shape)} does not match the images' "
-                    f"shape {shape}; pass input_shape=None with 4-D input."
+                    f"input_shape={shape} does not match the images' shape {image}; "
+                    "pass input_shape=None with 4-D input."
                 )
+            shape = image
             X = np.asarray(X).reshape(len(X), -1)
-        else:
-            shape = None if self.input_shape is None else tuple(self.input_shape)
-        if isinstance(y, str) and y == "no_validation":
+        no_y = isinstance(y, str) and y == "no_validation"
+        if no_y:
             X = validate_data(self, X, reset=reset, dtype=np.float64)
         else:
             X, y = validate_data(self, X, y, reset=reset, dtype=np.float64, **y_kw)
-        if not reset and shape is not None and self.image_shape_ is not None:
-            if tuple(shape) != tuple(self.image_shape_):
-                raise ValueError(
-                    f"X has image shape {shape} but the estimator was fitted on "
-                    f"{tuple(self.image_shape_)}."
-                )
         if shape is not None and int(np.prod(shape)) != X.shape[1]:
             raise ValueError(
                 f"input_shape={shape} holds {int(np.prod(shape))} values per sample but X "
                 f"has {X.shape[1]} features; input_shape must satisfy H*W*C == n_features."
             )
-        if isinstance(y, str) and y == "no_validation":
-            return X, shape
-        return X, y, shape
+        if reset:
+            self.image_shape_ = shape
+        elif shape is not None and self.image_shape_ is not None and shape != self.image_shape_:
+            raise ValueError(
+                f"X has image shape {shape} but the estimator was fitted on "
+                f"{self.image_shape_}."
+            )
+        return X if no_y else (X, y)
 
-    def _kernel_kwargs(self):
-        return dict(
-            architecture=self.architecture,
-            depth=self.depth,
-            activation=self.activation,
-            W_std=self.W_std,
-            b_std=self.b_std,
-            parameterization=self.parameterization,
-            width=self.width,
-            input_shape=self.image_shape_,
-            dtype=self.dtype,
-            batch_size=self.batch_size,
-            device=self.device,
-        )
+    def _sample_shape(self):
+        return self.image_shape_ or (self.n_features_in_,)
 
-    def _kernels(self, X1, X2, kinds):
-        res = cached_kernel(
-            X1, X2, kinds, self._kernel_kwargs(), use_cache=self._cache_mode()
-        )
-        for kind, K in res.items():
+    def _plan(self):
+        """The canonical kernel plan (rebuilt, not stored: plans are cached)."""
+        return _engine.plan_for(self.architecture_, self._sample_shape())
+
+    def _engine_input(self, X):
+        plan, flat = self._plan()
+        return plan, (X if flat or self.image_shape_ is None
+                      else X.reshape((len(X),) + self.image_shape_))
+
+    # ---------------------------------------------------------------- kernels
+    def _kernels(self, X1, keys1, X2, keys2, kinds):
+        """``{kind: K(X1, X2)}`` (``X2=None``: symmetric) through the bank."""
+        plan, x1 = self._engine_input(X1)
+        x2 = None if X2 is None else self._engine_input(X2)[1]
+        mode = self.kernel_cache
+        if mode not in ("memory", "off"):
+            from ._disk_cache import disk_kernels
+
+            out = disk_kernels(mode, plan, self.dtype, x1, x2, kinds,
+                               batch_size=self.batch_size, device=self.device)
+        else:
+            out = _bank.kernels(plan, self.dtype, x1, keys1, x2, keys2, kinds,
+                                batch_size=self.batch_size, device=self.device,
+                                use_bank=mode == "memory")
+        for kind, K in out.items():
             if not np.all(np.isfinite(K)):
                 raise ValueError(
                     f"The {kind} kernel contains NaN or infinite values "
-                    f"(dtype={self.dtype!r}, diag_reg={self.diag_reg!r}). Use "
-                    "dtype='float64' and standardize X."
+                    f"(dtype={self.dtype!r}). Use dtype='float64' and standardize X."
                 )
-        return res
+        return out
 
-    def _cache_mode(self):
-        """True (in-process bank), False, or a directory for the on-disk cache."""
-        if self.kernel_cache == "memory":
-            return True
+    def _train_kernels(self, kinds):
+        """Train kernels, fetched again from the bank (or recomputed); owned copies."""
+        return self._kernels(self.X_fit_, self._fit_keys, None, None, kinds)
+
+    def _eigh(self, kind, K):
+        key = (self._plan()[0], self.dtype, kind, _bank.rows_digest(self._fit_keys))
         if self.kernel_cache == "off":
-            return False
-        if not self.kernel_cache:
-            raise ValueError(
-                "kernel_cache must be 'memory', 'off' or a directory path for the "
-                "on-disk cache; got ''."
-            )
-        return self.kernel_cache
+            return _solvers.eigh(K)
+        return _bank.cached_eigh(K, key, _solvers.eigh)
 
     def _self_kernels(self, X, kinds):
-        kw = self._kernel_kwargs()
-        res = kernel_diagonal(X, get=tuple(kinds), **kw)
-        return {k: getattr(res, k) for k in kinds}
+        plan, x = self._engine_input(X)
+        return _engine.diagonal(plan, x, tuple(kinds), self.dtype, self.batch_size,
+                                self.device)
 
     # -------------------------------------------------------------------- fit
-    def _fit_kernels(self, X, Y):
-        """Validate, compute and decompose the train kernels; store fitted state."""
-        self.X_fit_ = X
-        self.y_train_ = Y
-        Ks = self._kernels(X, None, self._kinds)
-        use = self._cache_mode() is True
-        self.train_kernels_ = Ks
-        self.eigen_ = {}
-        for kind, K in Ks.items():
-            w, V = cached_eigh(K, train_key(self._kernel_kwargs(), kind, X), use_cache=use)
-            self.eigen_[kind] = (w, V)
-        w, _ = self.eigen_[self._main_kind]
-        lam = _inference.regularizer(w, self.diag_reg, self.diag_reg_absolute_scale)
-        _inference.check_positive(
-            w, lam, kind=self._main_kind.upper(), diag_reg=self.diag_reg, dtype=self.dtype
-        )
+    def _fit_targets(self, X, Y):
+        """Build the architecture, compute the train kernel, solve; set state."""
+        self.architecture_ = architecture_from_params(self.get_params())
+        self._plan()  # validate the stack against the input shape before any work
+        self._cache = {}
+        keys = _bank.row_keys(X)
+        K = self._kernels(X, keys, None, None, self._strategy.mean_kinds)
+        K = K[self._strategy.main]  # the caller's own array: the bank keeps copies
+        self.X_fit_, self._fit_keys, self.y_train_ = X, keys, Y
+        self.dual_coef_, self.regularization_ = self._strategy.fit(self, K, Y)
         return self
 
-    def _filter(self, kind):
-        w, V = self.eigen_[kind]
-        lam = _inference.regularizer(w, self.diag_reg, self.diag_reg_absolute_scale)
-        return w + lam, V
-
-    def _test_input(self, X):
+    # ---------------------------------------------------------------- predict
+    def _test_rows(self, X):
         check_is_fitted(self)
-        X, _ = self._flatten_input(X, reset=False)
-        return X
+        return self._rows(X, reset=False)
 
-    def _warn(self, msg):
-        warnings.warn(msg, RuntimeWarning, stacklevel=3)
+    def _mean(self, X, keys):
+        """Posterior / ensemble mean in blocks of test rows (bounded memory)."""
+        n_fit = len(self.X_fit_)
+        step = max(1, PREDICT_ENTRIES // max(n_fit, 1))
+        out = np.empty((len(X), self.dual_coef_.shape[1]))
+        for i in range(0, len(X), step):
+            cross = self._kernels(X[i:i + step], keys[i:i + step], self.X_fit_,
+                                  self._fit_keys, self._strategy.mean_kinds)
+            out[i:i + step] = self._strategy.mean(self, cross)
+        return out
+
+    def __getstate__(self):
+        state = super().__getstate__()
+        state.pop("_cache", None)  # factors are rebuilt from the bank on demand
+        return state
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        self._cache = {}
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

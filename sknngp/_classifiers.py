@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import numpy as np
-from sklearn.base import ClassifierMixin
+from sklearn.base import ClassifierMixin, _fit_context
 from sklearn.preprocessing import LabelEncoder
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import column_or_1d
 
-from ._regressors import _SHARED_DOC, NNGPRegressor, NTKRegressor
+from . import _bank, _inference
+from ._base import NTK_CONSTRAINTS, NTK_PARAMS_DOC, PARAMS_DOC, KernelEstimatorBase
+from ._regressors import NNGP_ATTRIBUTES, NTK_ATTRIBUTES, _NTKParams
 
 
-class _KernelClassifierMixin(ClassifierMixin):
+class _KernelClassifier(ClassifierMixin, KernelEstimatorBase):
     """Regress ``onehot(y) - 1/C`` (the paper's setting); predict the argmax."""
 
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y):
-        """Fit the kernel regressor on centered one-hot encodings of ``y``.
+        """Fit the kernel regression on centered one-hot encodings of ``y``.
 
         Parameters
         ----------
@@ -27,9 +30,7 @@ class _KernelClassifierMixin(ClassifierMixin):
         -------
         self : object
         """
-        self._validate_params()
-        X, y, shape = self._flatten_input(X, reset=True, y=y)
-        self.image_shape_ = shape
+        X, y = self._rows(X, reset=True, y=y)
         y = column_or_1d(y, warn=True)
         check_classification_targets(y)
         enc = LabelEncoder().fit(y)
@@ -39,10 +40,8 @@ class _KernelClassifierMixin(ClassifierMixin):
             raise ValueError(
                 f"y contains 1 class ({self.classes_[0]!r}); a classifier needs at least 2."
             )
-        codes = enc.transform(y)
-        Y = np.eye(n_classes)[codes] - 1.0 / n_classes
-        self._y_1d = False
-        return self._fit_kernels(X, Y)
+        Y = np.eye(n_classes)[enc.transform(y)] - 1.0 / n_classes
+        return self._fit_targets(X, Y)
 
     def decision_function(self, X):
         """Regression outputs per class (binary: positive minus negative column).
@@ -51,7 +50,8 @@ class _KernelClassifierMixin(ClassifierMixin):
         -------
         scores : ndarray of shape (n_samples, n_classes), or (n_samples,) for two classes
         """
-        out = super().predict(X)
+        X = self._test_rows(X)
+        out = self._mean(X, _bank.row_keys(X))
         if len(self.classes_) == 2:
             return out[:, 1] - out[:, 0]
         return out
@@ -63,26 +63,22 @@ class _KernelClassifierMixin(ClassifierMixin):
             return self.classes_[(scores > 0).astype(int)]
         return self.classes_[np.argmax(scores, axis=1)]
 
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.estimator_type = "classifier"
-        tags.regressor_tags = None
-        tags.target_tags.multi_output = False
-        return tags
+
+_CLASSIFIER_ATTRIBUTES = """    classes_ : ndarray of shape (n_classes,)
+        Class labels; ``y_train_`` holds their centered one-hot codes ``onehot - 1/C``.
+"""
 
 
-class NNGPClassifier(_KernelClassifierMixin, NNGPRegressor):
+class NNGPClassifier(_KernelClassifier):
     __doc__ = (
         """Classifier from the NNGP posterior mean on centered one-hot targets.
-"""
-        + _SHARED_DOC
-        + """
-    Attributes
-    ----------
-    classes_ : ndarray of shape (n_classes,)
-    X_fit_, y_train_, train_kernels_, eigen_, image_shape_, n_features_in_
-        As for :class:`NNGPRegressor` (``y_train_`` holds ``onehot - 1/C``).
 
+    Parameters
+    ----------"""
+        + PARAMS_DOC
+        + NNGP_ATTRIBUTES
+        + _CLASSIFIER_ATTRIBUTES
+        + """
     Examples
     --------
     >>> from sklearn.datasets import load_digits
@@ -94,22 +90,20 @@ class NNGPClassifier(_KernelClassifierMixin, NNGPRegressor):
     """
     )
 
+    _strategy = _inference.NNGPPosterior()
 
-class NTKClassifier(_KernelClassifierMixin, NTKRegressor):
+
+class NTKClassifier(_NTKParams, _KernelClassifier):
     __doc__ = (
         """Classifier from the trained infinite NTK ensemble on centered one-hot targets.
-"""
-        + _SHARED_DOC
-        + """    t : float, default=None
-        Training time (None: converged).
-    learning_rate : float, default=1.0
 
-    Attributes
-    ----------
-    classes_ : ndarray of shape (n_classes,)
-    X_fit_, y_train_, train_kernels_, eigen_, image_shape_, n_features_in_
-        As for :class:`NTKRegressor`.
-
+    Parameters
+    ----------"""
+        + PARAMS_DOC
+        + NTK_PARAMS_DOC
+        + NTK_ATTRIBUTES
+        + _CLASSIFIER_ATTRIBUTES
+        + """
     Examples
     --------
     >>> from sklearn.datasets import load_digits
@@ -120,3 +114,5 @@ class NTKClassifier(_KernelClassifierMixin, NTKRegressor):
     True
     """
     )
+
+    _parameter_constraints = {**KernelEstimatorBase._parameter_constraints, **NTK_CONSTRAINTS}

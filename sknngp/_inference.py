@@ -1,98 +1,153 @@
-"""Closed-form inference with NNGP and NTK kernels (NumPy, float64).
+"""Inference strategies shared by the kernel regressors and classifiers.
 
-All solves go through the eigendecomposition ``K = V diag(w) V^T`` of the train
-kernel, computed once per fold: a new regularisation ``lambda`` or training
-time ``t`` only changes the filter applied to the eigenvalues.
-
-- NNGP posterior (Rasmussen & Williams 2006, eqs. 2.23-2.24):
-  mean ``K* (K + lambda I)^-1 Y``, covariance ``K** - K* (K + lambda I)^-1 K*^T``.
-- NTK ensemble trained by gradient descent on MSE for time ``t`` (Lee et al.
-  2019, arXiv:1902.06720, eqs. 15-16; neural-tangents' time convention):
-  ``T = Theta^-1 (I - exp(-eta Theta t / m))``, ``m = y.size``; mean
-  ``Theta* T Y``; covariance
+- :class:`NNGPPosterior`: Gaussian-process regression with the NNGP kernel
+  (Rasmussen & Williams 2006, eqs. 2.23-2.24): mean ``K* (K + lambda I)^-1 Y``,
+  covariance ``K** - K* (K + lambda I)^-1 K*^T``.
+- :class:`NTKEnsemble`: the infinite ensemble of infinitely wide networks
+  trained by gradient descent on the MSE for time ``t`` (Lee et al. 2019,
+  arXiv:1902.06720, eqs. 15-16; neural-tangents' time convention): with
+  ``T = Theta^-1 (I - exp(-eta Theta t / m))``, ``m = y.size`` (``t=None``:
+  ``T = Theta^-1``), mean ``Theta* T Y`` and covariance
   ``K** + Theta* T K T Theta*^T - (Theta* T K*^T + K* T Theta*^T)``.
-  ``t = None`` is the converged limit ``T = Theta^-1``.
+
+A strategy says which kernels the mean needs (only the NTK for the NTK
+ensemble: the NNGP kernel is computed only when a standard deviation or
+covariance is requested), fits the dual coefficients ``T Y`` (or
+``(K + lambda I)^-1 Y``) and evaluates predictions. Fitted estimators keep the
+dual coefficients, not the train kernels; a method that needs a train kernel
+again fetches it from the bank (or recomputes it) and keeps its factor in a
+private cache that is not pickled.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-
-def regularizer(w, diag_reg, absolute):
-    """The absolute ridge ``lambda``: ``diag_reg`` or ``diag_reg * tr(K) / n``."""
-    if absolute:
-        return float(diag_reg)
-    return float(diag_reg) * float(np.sum(w)) / len(w)
+from . import _solvers
 
 
-def check_positive(w, lam, *, kind, diag_reg, dtype):
-    """Raise if ``K + lambda I`` is not numerically positive definite."""
-    if not np.all(np.isfinite(w)):
-        raise ValueError(
-            f"The {kind} train kernel contains NaN or infinite values "
-            f"(dtype={dtype!r}, diag_reg={diag_reg!r}). Use dtype='float64' and check "
-            "the inputs' scale (standardize X)."
-        )
-    eps = np.finfo(np.float32 if dtype == "float32" else np.float64).eps
-    shifted = w + lam
-    floor = len(w) * eps * max(float(np.max(np.abs(w))), 1e-300)
-    if np.min(shifted) <= floor:
-        raise ValueError(
-            f"The regularized {kind} train kernel is not positive definite at "
-            f"diag_reg={diag_reg!r} with dtype={dtype!r}: its smallest eigenvalue is "
-            f"{np.min(shifted):.3g}, below the rounding level {floor:.3g}. Try a larger "
-            "diag_reg (e.g. 1e-4 relative), dtype='float64', or removing duplicate samples."
-        )
+class _Operator:
+    """``T`` for one regularized train kernel: ``apply(B) = T B`` and, for
+    symmetric positive ``T``, ``half(B)`` with ``half(B)^T half(B) = B^T T B``."""
+
+    def __init__(self, L=None, w=None, V=None, g=None):
+        self.L, self.V, self.g = L, V, g
+
+    def apply(self, B):
+        if self.L is not None:
+            return _solvers.cho_solve(self.L, B)
+        return self.V @ (self.g[:, None] * (self.V.T @ B))
+
+    def half(self, B):
+        if self.L is not None:
+            return _solvers.half_solve(self.L, B)
+        return np.sqrt(self.g)[:, None] * (self.V.T @ B)
 
 
-def spectral_filter(w_reg, t, learning_rate, m):
-    """Eigenvalue filter ``g(w)`` with ``T = V diag(g) V^T``."""
-    if t is None:
+class _Strategy:
+    main = "nngp"
+
+    def use_eigh(self, est):
+        return est.solver == "eigh"
+
+    def train_operator(self, est, K, Y_size):
+        """Factor (or decompose) the regularized main train kernel ``K``.
+
+        ``K`` is consumed (the Cholesky factor overwrites it). Returns the
+        operator and the absolute ridge ``lambda``.
+        """
+        n = len(K)
+        kind = self.main.upper()
+        lam = _solvers.regularizer(np.trace(K), n, est.diag_reg, est.diag_reg_absolute_scale)
+        if not self.use_eigh(est):
+            K[np.diag_indices(n)] += lam
+            L = _solvers.cholesky(K, kind=kind, diag_reg=est.diag_reg, dtype=est.dtype)
+            _solvers.warn_float32(L, est.dtype)
+            return _Operator(L=L), lam
+        w, V = est._eigh(self.main, K)
+        _solvers.check_spectrum(w, lam, kind=kind, diag_reg=est.diag_reg, dtype=est.dtype)
+        return _Operator(w=w, V=V, g=self.filter(est, w + lam, Y_size)), lam
+
+    def filter(self, est, w_reg, m):
         return 1.0 / w_reg
-    return -np.expm1(-learning_rate * w_reg * t / m) / w_reg
+
+    def fit(self, est, K, Y):
+        """Dual coefficients ``T Y`` and the ridge; ``K`` is consumed."""
+        op, lam = self.train_operator(est, K, Y.size)
+        est._cache[("op", self.main)] = op
+        return op.apply(Y), lam
+
+    def mean(self, est, cross):
+        return cross[self.main] @ est.dual_coef_
+
+    def operator(self, est):
+        """The fitted operator, rebuilt from the bank after unpickling."""
+        op = est._cache.get(("op", self.main))
+        if op is None:
+            K = est._train_kernels((self.main,))[self.main]
+            op, _ = self.train_operator(est, K, est.y_train_.size)
+            est._cache[("op", self.main)] = op
+        return op
 
 
-def mean(K_star, V, g, Y):
-    """``K* V diag(g) V^T Y``."""
-    return K_star @ (V @ (g[:, None] * (V.T @ Y)))
+class NNGPPosterior(_Strategy):
+    """Exact Gaussian-process posterior with the NNGP kernel."""
+
+    main = "nngp"
+    mean_kinds = ("nngp",)
+    cov_kinds = ("nngp",)
+
+    def variance(self, est, cross, k_diag):
+        A = self.operator(est).half(cross["nngp"].T)
+        return k_diag - np.einsum("ij,ij->j", A, A)
+
+    def covariance(self, est, cross, K_ss):
+        A = self.operator(est).half(cross["nngp"].T)
+        return K_ss - A.T @ A
+
+    def log_marginal_likelihood(self, est, diag_reg):
+        """``-1/2 y^T A^-1 y - 1/2 log|A| - n/2 log(2 pi)`` summed over targets,
+        ``A = K + lambda I`` (Rasmussen & Williams 2006, eq. 2.30)."""
+        K = est._train_kernels(("nngp",))["nngp"]
+        n = len(K)
+        lam = _solvers.regularizer(np.trace(K), n, diag_reg, est.diag_reg_absolute_scale)
+        K[np.diag_indices(n)] += lam
+        L = _solvers.cholesky(K, kind="NNGP", diag_reg=diag_reg, dtype=est.dtype)
+        alpha = _solvers.cho_solve(L, est.y_train_)
+        n_targets = est.y_train_.shape[1]
+        fit = -0.5 * float(np.sum(est.y_train_ * alpha))
+        logdet = float(np.sum(np.log(np.diag(L))))
+        return fit - n_targets * (logdet + 0.5 * n * np.log(2 * np.pi))
 
 
-def nngp_variance(k_diag, K_star, V, g):
-    """Diagonal of ``K** - K* V diag(g) V^T K*^T``."""
-    A = K_star @ V
-    return k_diag - np.einsum("ij,ij,j->i", A, A, g)
+class NTKEnsemble(_Strategy):
+    """Infinite ensemble of infinitely wide networks trained by gradient descent."""
 
+    main = "ntk"
+    mean_kinds = ("ntk",)
+    cov_kinds = ("nngp", "ntk")
 
-def nngp_covariance(K_ss, K_star, V, g):
-    A = K_star @ V
-    return K_ss - (A * g) @ A.T
+    def use_eigh(self, est):
+        return est.solver == "eigh" or est.t is not None
 
+    def filter(self, est, w_reg, m):
+        return _solvers.spectral_filter(w_reg, est.t, est.learning_rate, m)
 
-def ntk_variance(k_diag, Theta_star, K_star, K_train, V, g):
-    """Diagonal of the NTK-ensemble covariance (Lee et al. 2019, eq. 16)."""
-    B = (Theta_star @ V) * g @ V.T  # Theta* T
-    return (
-        k_diag
-        + np.einsum("ij,ij->i", B @ K_train, B)
-        - 2.0 * np.einsum("ij,ij->i", B, K_star)
-    )
+    def _parts(self, est, cross):
+        """``B^T = T Theta*^T`` and the regularized NNGP train kernel."""
+        Bt = self.operator(est).apply(cross["ntk"].T)
+        K = est._train_kernels(("nngp",))["nngp"]
+        n = len(K)
+        K[np.diag_indices(n)] += _solvers.regularizer(
+            np.trace(K), n, est.diag_reg, est.diag_reg_absolute_scale)
+        return Bt, K
 
+    def variance(self, est, cross, k_diag):
+        Bt, K = self._parts(est, cross)
+        return (k_diag + np.einsum("ij,ij->j", Bt, K @ Bt)
+                - 2.0 * np.einsum("ij,ji->j", Bt, cross["nngp"]))
 
-def ntk_covariance(K_ss, Theta_star, K_star, K_train, V, g):
-    B = (Theta_star @ V) * g @ V.T
-    cross = B @ K_star.T
-    return K_ss + B @ K_train @ B.T - cross - cross.T
-
-
-def clip_variance(var, warn):
-    """Clip tiny negative variances to 0 (warn once), as sklearn's GPR does."""
-    neg = var < 0
-    if np.any(neg):
-        warn(
-            "Predicted variances smaller than 0 (min "
-            f"{float(np.min(var)):.3g}) were set to 0: round-off in K** - K* K^-1 K*^T. "
-            "A larger diag_reg or dtype='float64' reduces it."
-        )
-        var = np.where(neg, 0.0, var)
-    return var
+    def covariance(self, est, cross, K_ss):
+        Bt, K = self._parts(est, cross)
+        mixed = cross["nngp"] @ Bt
+        return K_ss + Bt.T @ K @ Bt - mixed - mixed.T

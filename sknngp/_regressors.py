@@ -2,55 +2,61 @@
 
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
-from sklearn.base import RegressorMixin
+from sklearn.base import RegressorMixin, _fit_context
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import Interval
+from sklearn.utils.validation import check_is_fitted
 
-from . import _inference
-from ._base import KernelEstimatorBase
-
-_SHARED_DOC = """
-    Parameters
-    ----------
-    architecture : {"fc", "cnn-vec", "cnn-gap"} or Serial, default="fc"
-        Named architecture (see :func:`sknngp.kernel_matrix`) or a layer stack
-        from :func:`sknngp.kernels.serial`.
-    depth : int, default=3
-        Number of hidden Dense / Conv layers.
-    activation : {"relu", "erf"}, default="relu"
-    W_std, b_std : float, default=sqrt(2), 0.1
-        Weight and bias standard deviations.
-    parameterization : {"ntk", "standard"}, default="ntk"
-    width : int, default=None
-        Hidden width; only the standard-parameterization NTK needs it.
-    input_shape : tuple (H, W, C), default=None
-        Image shape of 2-D rows (NHWC order). 4-D input needs none.
-    diag_reg : float, default=1e-4
-        Diagonal regularization. Relative by default: the train kernel becomes
-        ``K + diag_reg * tr(K) / n * I`` (neural-tangents' convention).
-    diag_reg_absolute_scale : bool, default=False
-        If True, ``K + diag_reg * I`` (sklearn's ``alpha``).
-    dtype : {"float64", "float32"}, default="float64"
-        Precision of the kernel computation; solves are always float64.
-    batch_size : int, default=None
-        Kernel tile size (see :func:`sknngp.kernel_matrix`).
-    device : None, str or jax.Device, default=None
-        Where kernels are computed; None uses JAX's default backend (a GPU when
-        JAX has one).
-    kernel_cache : {"memory", "off"} or str, default="memory"
-        Reuse kernel entries and eigendecompositions across fits in this
-        process (what makes ``GridSearchCV`` over ``diag_reg`` cost about one
-        kernel). Entries are keyed by the architecture and the exact bytes of
-        each sample, so changed data or architecture never hit a stale entry.
-"""
+from . import _bank, _inference, _solvers
+from ._base import (
+    NTK_CONSTRAINTS,
+    NTK_PARAMS_DOC,
+    PARAMS_DOC,
+    KernelEstimatorBase,
+)
 
 
-class _KernelRegressorBase(RegressorMixin, KernelEstimatorBase):
+class _NTKParams:
+    """``t`` and ``learning_rate``, shared by the NTK regressor and classifier."""
+
+    _strategy = _inference.NTKEnsemble()
+
+    def __init__(
+        self,
+        *,
+        architecture="fc",
+        depth=3,
+        activation="relu",
+        W_std=2**0.5,
+        b_std=0.1,
+        parameterization="ntk",
+        width=None,
+        input_shape=None,
+        diag_reg=1e-4,
+        diag_reg_absolute_scale=False,
+        t=None,
+        learning_rate=1.0,
+        solver="auto",
+        dtype="float64",
+        batch_size=None,
+        device=None,
+        kernel_cache="memory",
+    ):
+        super().__init__(
+            architecture=architecture, depth=depth, activation=activation,
+            W_std=W_std, b_std=b_std, parameterization=parameterization,
+            width=width, input_shape=input_shape, diag_reg=diag_reg,
+            diag_reg_absolute_scale=diag_reg_absolute_scale, solver=solver,
+            dtype=dtype, batch_size=batch_size, device=device, kernel_cache=kernel_cache,
+        )
+        self.t = t
+        self.learning_rate = learning_rate
+
+
+class _KernelRegressor(RegressorMixin, KernelEstimatorBase):
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y):
-        """Compute the train kernel(s) and their eigendecomposition.
+        """Compute the train kernel and solve for the dual coefficients.
 
         Parameters
         ----------
@@ -61,20 +67,9 @@ class _KernelRegressorBase(RegressorMixin, KernelEstimatorBase):
         -------
         self : object
         """
-        self._validate_params()
-        X, y, shape = self._flatten_input(
-            X, reset=True, y=y, multi_output=True, y_numeric=True
-        )
-        self.image_shape_ = shape
+        X, y = self._rows(X, reset=True, y=y, multi_output=True, y_numeric=True)
         self._y_1d = y.ndim == 1
-        Y = y.reshape(len(y), -1)
-        return self._fit_kernels(X, Y)
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.target_tags.multi_output = True
-        tags.target_tags.single_output = True
-        return tags
+        return self._fit_targets(X, np.asarray(y, dtype=np.float64).reshape(len(y), -1))
 
     def _shape_out(self, M):
         return M[:, 0] if self._y_1d else M
@@ -101,17 +96,24 @@ class _KernelRegressorBase(RegressorMixin, KernelEstimatorBase):
             raise ValueError(
                 "At most one of return_std and return_cov can be requested; got both True."
             )
-        X = self._test_input(X)
-        cross = self._kernels(X, self.X_fit_, self._kinds)
-        mean = self._mean(cross)
+        X = self._test_rows(X)
+        keys = _bank.row_keys(X)
+        if not (return_std or return_cov):
+            return self._shape_out(self._mean(X, keys))
+        strategy = self._strategy
+        cross = self._kernels(X, keys, self.X_fit_, self._fit_keys, strategy.cov_kinds)
+        mean = self._shape_out(strategy.mean(self, cross))
         if return_std:
             diag = self._self_kernels(X, ("nngp",))["nngp"]
-            var = _inference.clip_variance(self._variance(cross, diag), self._warn)
-            return self._shape_out(mean), np.sqrt(var)
-        if return_cov:
-            K_ss = self._kernels(X, None, ("nngp",))["nngp"]
-            return self._shape_out(mean), self._covariance(cross, K_ss)
-        return self._shape_out(mean)
+            var = _solvers.clip_variance(strategy.variance(self, cross, diag), self._warn)
+            return mean, np.sqrt(var)
+        K_ss = self._kernels(X, keys, None, None, ("nngp",))["nngp"]
+        return mean, strategy.covariance(self, cross, K_ss)
+
+    def _warn(self, msg):
+        import warnings
+
+        warnings.warn(msg, RuntimeWarning, stacklevel=4)
 
     def sample_y(self, X, n_samples=1, random_state=0):
         """Draw samples from the predictive distribution at ``X``.
@@ -131,31 +133,50 @@ class _KernelRegressorBase(RegressorMixin, KernelEstimatorBase):
         ]
         return np.concatenate(draws, axis=1)
 
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True
+        tags.target_tags.single_output = True
+        return tags
 
-class NNGPRegressor(_KernelRegressorBase):
+
+_ATTRIBUTES = """
+    Attributes
+    ----------
+    architecture_ : Serial
+        The layer stack built from the parameters at ``fit``.
+    X_fit_ : ndarray of shape (n_samples, n_features)
+    y_train_ : ndarray of shape (n_samples, n_targets)
+        The training targets as a 2-D array.
+    dual_coef_ : ndarray of shape (n_samples, n_targets)
+        ``{dual}``: ``predict`` is ``{cross} @ dual_coef_``.
+    regularization_ : float
+        The absolute ridge ``lambda`` added to the train kernel's diagonal.
+    image_shape_ : tuple or None
+    n_features_in_ : int
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+"""
+NNGP_ATTRIBUTES = _ATTRIBUTES.format(dual="(K + lambda I)^-1 y", cross="K(X, X_fit_)")
+NTK_ATTRIBUTES = _ATTRIBUTES.format(dual="T y", cross="Theta(X, X_fit_)")
+
+
+class NNGPRegressor(_KernelRegressor):
     __doc__ = (
         """Exact Bayesian inference with the NNGP kernel of an architecture.
 
     The posterior of an infinitely wide network with Gaussian weights: Gaussian
     process regression (kernel ridge regression) with its NNGP kernel.
-"""
-        + _SHARED_DOC
-        + """
-    Attributes
-    ----------
-    X_fit_ : ndarray of shape (n_samples, n_features)
-    y_train_ : ndarray of shape (n_samples, n_targets)
-    train_kernels_ : dict {"nngp": ndarray of shape (n_samples, n_samples)}
-    eigen_ : dict {"nngp": (eigenvalues, eigenvectors)} of the train kernel
-    image_shape_ : tuple or None
-    n_features_in_ : int
-    feature_names_in_ : ndarray of shape (n_features_in_,)
 
+    Parameters
+    ----------"""
+        + PARAMS_DOC
+        + NNGP_ATTRIBUTES
+        + """
     Notes
     -----
     Mean ``K* (K + lambda I)^-1 y`` and covariance ``K** - K* (K + lambda I)^-1 K*^T``
-    (Rasmussen & Williams 2006, eqs. 2.23-2.24), through one eigendecomposition
-    of ``K`` that serves every ``diag_reg``.
+    (Rasmussen & Williams 2006, eqs. 2.23-2.24), through one Cholesky
+    factorization of ``K + lambda I`` (Alg. 2.1).
 
     References
     ----------
@@ -176,61 +197,36 @@ class NNGPRegressor(_KernelRegressorBase):
     """
     )
 
-    def _mean(self, cross):
-        w, V = self._filter("nngp")
-        return _inference.mean(cross["nngp"], V, 1.0 / w, self.y_train_)
-
-    def _variance(self, cross, k_diag):
-        w, V = self._filter("nngp")
-        return _inference.nngp_variance(k_diag, cross["nngp"], V, 1.0 / w)
-
-    def _covariance(self, cross, K_ss):
-        w, V = self._filter("nngp")
-        return _inference.nngp_covariance(K_ss, cross["nngp"], V, 1.0 / w)
+    _strategy = _inference.NNGPPosterior()
 
     def log_marginal_likelihood(self, diag_reg=None):
         """Log evidence of the training targets, summed over targets.
 
         ``-1/2 y^T (K + lambda I)^-1 y - 1/2 log|K + lambda I| - n/2 log(2 pi)``
         (Rasmussen & Williams 2006, eq. 2.30). ``diag_reg=None`` uses the fitted
-        value; another value reuses the fitted eigendecomposition.
+        value; the train kernel is fetched from the bank (or recomputed).
         """
-        from sklearn.utils.validation import check_is_fitted
-
         check_is_fitted(self)
-        w, V = self.eigen_["nngp"]
         reg = self.diag_reg if diag_reg is None else diag_reg
-        w_reg = w + _inference.regularizer(w, reg, self.diag_reg_absolute_scale)
-        _inference.check_positive(w, w_reg - w, kind="NNGP", diag_reg=reg, dtype=self.dtype)
-        proj = V.T @ self.y_train_
-        n = len(w)
-        fit = -0.5 * np.sum(proj**2 / w_reg[:, None], axis=0)
-        return float(np.sum(fit - 0.5 * np.sum(np.log(w_reg)) - 0.5 * n * np.log(2 * np.pi)))
+        if not (isinstance(reg, (int, float, np.number)) and np.isfinite(reg) and reg >= 0):
+            raise ValueError(f"diag_reg must be a finite number >= 0; got {reg!r}.")
+        return self._strategy.log_marginal_likelihood(self, reg)
 
 
-class NTKRegressor(_KernelRegressorBase):
+class NTKRegressor(_NTKParams, _KernelRegressor):
     __doc__ = (
         """Infinite ensemble of infinitely wide networks trained by gradient descent.
 
     Mean (and covariance) of the outputs of networks trained on MSE with
     gradient flow for time ``t`` (``t=None``: to convergence), in the
     infinite-width limit where training is linear in the NTK.
-"""
-        + _SHARED_DOC
-        + """    t : float, default=None
-        Training time; None means converged. Grid-searchable: the fitted
-        eigendecomposition serves every value.
-    learning_rate : float, default=1.0
-        Gradient-descent learning rate, in neural-tangents' time convention
-        ``exp(-learning_rate * Theta * t / y.size)``.
 
-    Attributes
-    ----------
-    X_fit_, y_train_, image_shape_, n_features_in_, feature_names_in_
-        As for :class:`NNGPRegressor`.
-    train_kernels_ : dict {"nngp": ndarray, "ntk": ndarray}
-    eigen_ : dict of eigendecompositions of both train kernels
-
+    Parameters
+    ----------"""
+        + PARAMS_DOC
+        + NTK_PARAMS_DOC
+        + NTK_ATTRIBUTES
+        + """
     Notes
     -----
     With ``T = Theta^-1 (I - exp(-eta Theta t / m))`` (``m = y.size``) the mean is
@@ -238,6 +234,8 @@ class NTKRegressor(_KernelRegressorBase):
     ``K** + Theta* T K T Theta*^T - (Theta* T K*^T + K* T Theta*^T)``
     (Lee et al. 2019, arXiv:1902.06720, eq. 16). ``diag_reg`` is added to both
     train kernels, as in neural-tangents' ``gradient_descent_mse_ensemble``.
+    The mean needs only the NTK; the NNGP kernel is computed when a standard
+    deviation or covariance is requested.
 
     Examples
     --------
@@ -252,68 +250,4 @@ class NTKRegressor(_KernelRegressorBase):
     """
     )
 
-    _parameter_constraints = {
-        **KernelEstimatorBase._parameter_constraints,
-        "t": [Interval(numbers.Real, 0, None, closed="left"), None],
-        "learning_rate": [Interval(numbers.Real, 0, None, closed="neither")],
-    }
-    _kinds = ("nngp", "ntk")
-    _main_kind = "ntk"
-
-    def __init__(
-        self,
-        *,
-        architecture="fc",
-        depth=3,
-        activation="relu",
-        W_std=2**0.5,
-        b_std=0.1,
-        parameterization="ntk",
-        width=None,
-        input_shape=None,
-        diag_reg=1e-4,
-        diag_reg_absolute_scale=False,
-        t=None,
-        learning_rate=1.0,
-        dtype="float64",
-        batch_size=None,
-        device=None,
-        kernel_cache="memory",
-    ):
-        super().__init__(
-            architecture=architecture, depth=depth, activation=activation,
-            W_std=W_std, b_std=b_std, parameterization=parameterization,
-            width=width, input_shape=input_shape, diag_reg=diag_reg,
-            diag_reg_absolute_scale=diag_reg_absolute_scale, dtype=dtype,
-            batch_size=batch_size, device=device, kernel_cache=kernel_cache,
-        )
-        self.t = t
-        self.learning_rate = learning_rate
-
-    def _g(self):
-        w, V = self._filter("ntk")
-        return _inference.spectral_filter(w, self.t, self.learning_rate, self.y_train_.size), V
-
-    def _k_train(self):
-        """Regularized NNGP train kernel ``K + lambda I`` (O(n^2), not rebuilt
-        from its eigendecomposition)."""
-        K = self.train_kernels_["nngp"]
-        w, _ = self.eigen_["nngp"]
-        lam = _inference.regularizer(w, self.diag_reg, self.diag_reg_absolute_scale)
-        return K + lam * np.eye(len(K))
-
-    def _mean(self, cross):
-        g, V = self._g()
-        return _inference.mean(cross["ntk"], V, g, self.y_train_)
-
-    def _variance(self, cross, k_diag):
-        g, V = self._g()
-        return _inference.ntk_variance(
-            k_diag, cross["ntk"], cross["nngp"], self._k_train(), V, g
-        )
-
-    def _covariance(self, cross, K_ss):
-        g, V = self._g()
-        return _inference.ntk_covariance(
-            K_ss, cross["ntk"], cross["nngp"], self._k_train(), V, g
-        )
+    _parameter_constraints = {**KernelEstimatorBase._parameter_constraints, **NTK_CONSTRAINTS}

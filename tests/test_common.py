@@ -3,7 +3,6 @@
 Exemptions, each with its reason, are listed in EXPECTED_FAILED.
 """
 
-import pytest
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 import sknngp

@@ -18,7 +18,7 @@ from sknngp import (
     NTKRegressor,
     kernel_matrix,
 )
-from sknngp import _inference, _kernel_cache
+from sknngp import _bank, _solvers
 
 ARCH = dict(architecture="fc", depth=2, W_std=1.3, b_std=0.2)
 
@@ -171,7 +171,9 @@ def test_not_positive_definite_names_diag_reg_and_dtype():
     rng = np.random.default_rng(0)
     x = rng.normal(size=(5, 3))
     X = np.concatenate([x, x])  # duplicates: singular kernel
-    with pytest.raises(ValueError, match=r"diag_reg=0(\.0)? with dtype='float64'.*Try a larger diag_reg"):
+    with pytest.raises(ValueError, match=r"NNGP train kernel is not positive definite at "
+                       r"diag_reg=0(\.0)? with a dtype='float64' kernel \(pivot \d+ of 10 "
+                       r"failed\)\. Try a larger diag_reg"):
         NNGPRegressor(diag_reg=0.0, **ARCH).fit(X, np.arange(10.0))
     with pytest.raises(ValueError, match=r"NTK train kernel is not positive definite.*dtype='float32'"):
         NTKRegressor(diag_reg=0.0, dtype="float32", **ARCH).fit(X, np.arange(10.0))
@@ -188,7 +190,7 @@ def test_nan_input_rejected(data):
 
 def test_negative_variances_clipped_with_warning():
     with pytest.warns(RuntimeWarning, match="Predicted variances smaller than 0"):
-        out = _inference.clip_variance(np.array([1.0, -1e-17, 0.5]),
+        out = _solvers.clip_variance(np.array([1.0, -1e-17, 0.5]),
                                        lambda m: warnings.warn(m, RuntimeWarning))
     np.testing.assert_array_equal(out, [1.0, 0.0, 0.5])
 
@@ -229,15 +231,15 @@ def test_grid_search_reuses_kernel_entries_and_matches_uncached():
     X, y = X[:150] / 16, y[:150]
     n = len(X)
     grid = {"diag_reg": [1e-4, 1e-2, 1.0]}
-    _kernel_cache.clear()
+    _bank.clear()
     gs = GridSearchCV(NNGPClassifier(**ARCH), grid, cv=3).fit(X, y)
     # Fold kernels are sub-blocks of K(X, X): every entry is computed at most
     # once, whatever the number of diag_reg values (3 here) and folds; the
     # counter counts computed tile entries, which can revisit a few entries
     # when a block's missing rows and columns do not form a rectangle.
-    assert _kernel_cache.stats["entries_computed"] <= 1.2 * n * n
-    # one eigendecomposition per fold plus the refit, not one per diag_reg
-    assert _kernel_cache.stats["eigh_computed"] == 3 + 1
+    assert _bank.stats["entries_computed"] <= 1.2 * n * n
+    # Cholesky solves: no eigendecomposition at all
+    assert _bank.stats["eigh_computed"] == 0
     gs_off = GridSearchCV(NNGPClassifier(kernel_cache="off", **ARCH), grid, cv=3).fit(X, y)
     np.testing.assert_allclose(gs.cv_results_["mean_test_score"],
                                gs_off.cv_results_["mean_test_score"])
@@ -249,16 +251,16 @@ def test_grid_search_in_pipeline_computes_each_fold_once():
     X, y = load_digits(return_X_y=True)
     X, y = X[:150] / 16, y[:150]
     grid = {"nngpclassifier__diag_reg": [1e-4, 1e-2, 1.0]}
-    _kernel_cache.clear()
+    _bank.clear()
     GridSearchCV(make_pipeline(StandardScaler(), NNGPClassifier(**ARCH)), grid, cv=3).fit(X, y)
     per_fold = 100 * 100 + 50 * 100  # train x train and test x train
-    assert _kernel_cache.stats["entries_computed"] == 3 * per_fold + 150 * 150
+    assert _bank.stats["entries_computed"] == 3 * per_fold + 150 * 150
 
 
 def test_cache_never_stale():
     rng = np.random.default_rng(0)
     X, y = rng.normal(size=(20, 3)), rng.normal(size=20)
-    _kernel_cache.clear()
+    _bank.clear()
     a = NNGPRegressor(**ARCH).fit(X, y).predict(X[:4])
     X2 = X.copy()
     X2[0, 0] += 1e-9  # a changed sample has a new identity

@@ -326,7 +326,7 @@ def test_flatten_is_nhwc_and_dense_matches_formula():
                           ((2, 3), (1, 2), "VALID")])
 def test_conv_matches_xla_same_padding_formula(filter_shape, strides, padding):
     """out[p] = sum_f x_pad[s p + f] . W[f], zero padding split low/high as XLA."""
-    from sknngp.kernels._layers import pad_lo_hi
+    from sknngp.architecture import pad_lo_hi
 
     X = _inputs((5, 4, 2), n=2)
     conv = Conv(filter_shape, strides, padding, W_std=1.1, b_std=0.3, width=3)
@@ -621,7 +621,8 @@ def test_error_unsupported_layer():
         pass
 
     stack = serial(Dense(width=4), Dropout(), Dense())
-    with pytest.raises(TypeError, match=r"does not implement layer .*Dropout\(\); supported"):
+    with pytest.raises(TypeError, match=r"no torch module builder is registered for layer "
+                                        r"type Dropout \(.*Dropout\(\)\)\. Registered types"):
         FiniteNetRegressor(architecture=stack).fit(*_xy())
 
 

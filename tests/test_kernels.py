@@ -137,7 +137,7 @@ def test_identical_inputs_have_exact_relu_ntk_diagonal():
         (dict(activation="tanh"), np.ones((4, 8)), r"activation must be one of \['relu', 'erf'\]; got 'tanh'"),
         (dict(get="ntks"), np.ones((4, 8)), r"get must be 'nngp', 'ntk' or a tuple"),
         (dict(dtype="float16"), np.ones((4, 8)), r"dtype must be 'float32' or 'float64'; got 'float16'"),
-        (dict(depth=0), np.ones((4, 8)), r"depth must be a positive integer; got 0"),
+        (dict(depth=0), np.ones((4, 8)), r"depth must be an integer in \[1, 1000\]; got 0"),
         (dict(batch_size=0), np.ones((4, 8)), r"batch_size must be a positive integer or None; got 0"),
         (dict(architecture="cnn-vec"), np.ones((4, 8)),
          r"Conv with filter_shape=\(3, 3\) needs inputs with 2 spatial axes.*input_shape"),

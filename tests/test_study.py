@@ -108,13 +108,13 @@ def test_precision_records_both_dtypes_per_size(tiny):
     df = _check_rows(ex.precision(data, config), "precision")
     assert len(df) == 2 * len(config.precision_sizes)
     assert set(df["variant"]) == {"float32", "float64"}
-    assert (df[df["variant"] == "float64"]["status"] == "ok").all()
-    # at diag_reg=1e-4 the float32 kernel of 640 digits is not numerically
-    # positive definite: a failed row with the reason, not a crash
-    failed = df[df["status"] == "failed"]
-    assert len(failed) and (failed["variant"] == "float32").all()
-    assert failed["note"].str.contains("not positive definite").all()
-    assert failed["accuracy"].isna().all()
+    # float32 kernels are solved in float64: no refusals, every size has an
+    # accuracy; an ill-conditioned float32 solve carries its warning as a note
+    assert (df["status"] == "ok").all()
+    assert df["accuracy"].notna().all()
+    notes = df[df["note"] != ""]
+    assert (notes["variant"] == "float32").all()
+    assert notes["note"].str.contains("estimated condition number").all()
 
 
 def test_augmentation_curve_over_draws(tiny):

@@ -1,7 +1,7 @@
 """Finite-width networks as scikit-learn estimators, trained through skorch.
 
 The network is built from the same layer specification as the analytic kernel
-(:func:`sknngp.kernels.build_architecture`), so a :class:`FiniteNetRegressor`
+(:func:`sknngp.architecture.build_architecture`), so a :class:`FiniteNetRegressor`
 and an ``NTKRegressor`` with equal architecture arguments describe the same
 model at finite and infinite width. Training is skorch's loop
 (``skorch.NeuralNet``): full-batch gradient descent by default, on
@@ -27,8 +27,8 @@ from skorch import NeuralNet
 from skorch.callbacks import Callback
 
 from .._images import check_input_shape, check_rows_match_shape, to_rows
-from ..kernels import ACTIVATIONS, ARCHITECTURES, build_architecture
-from ..kernels._layers import AvgPool, Conv, Serial
+from ..architecture import AvgPool, Conv, architecture_from_params
+from ..architecture.params import ARCHITECTURE_CONSTRAINTS, ARCHITECTURE_DOC, INPUT_SHAPE_DOC
 from ._modules import EnsembleCrossEntropyLoss, EnsembleMSELoss, FiniteNetModule
 
 #: rows per forward pass at prediction time (bounds memory on large test sets)
@@ -61,14 +61,8 @@ class _BaseFiniteNet(BaseEstimator):
     """Shared parameters, validation, training and forward pass."""
 
     _parameter_constraints: dict = {
-        "architecture": [StrOptions(set(ARCHITECTURES)), Serial],
-        "depth": [Interval(Integral, 1, None, closed="left")],
-        "activation": [StrOptions(set(ACTIVATIONS))],
-        "W_std": [Interval(Real, 0, None, closed="left")],
-        "b_std": [Interval(Real, 0, None, closed="left")],
-        "parameterization": [StrOptions({"ntk", "standard"})],
+        **ARCHITECTURE_CONSTRAINTS,
         "width": [Interval(Integral, 1, None, closed="left")],
-        "input_shape": [None, tuple, list],
         "optimizer": [StrOptions({"sgd", "adam"})],
         "momentum": [Interval(Real, 0, 1, closed="left")],
         "lr": [Interval(Real, 0, None, closed="neither")],
@@ -168,10 +162,7 @@ class _BaseFiniteNet(BaseEstimator):
         return validate_data(self, X, dtype=dtype, reset=False)
 
     def _stack(self):
-        stack = build_architecture(
-            self.architecture, self.depth, self.activation, self.W_std,
-            self.b_std, self.parameterization, self.width,
-        )
+        stack = architecture_from_params(self.get_params())
         spatial = any(isinstance(layer, (Conv, AvgPool)) for layer in stack.layers)
         if spatial and len(self.input_shape_) != 3:
             raise ValueError(
@@ -265,28 +256,12 @@ class _BaseFiniteNet(BaseEstimator):
         return tags
 
 
-_COMMON_DOC = """
-    architecture : {"fc", "cnn-vec", "cnn-gap"} or Serial, default="fc"
-        A named architecture (see :func:`sknngp.kernels.build_architecture`) or
-        an explicit layer stack built with :func:`sknngp.kernels.serial`; the
-        next six parameters are then ignored. Hidden Dense / Conv layers of a
-        stack need a ``width``; the readout's ``width=None`` is set by the task.
-    depth : int, default=3
-        Number of hidden Dense / Conv layers.
-    activation : {"relu", "erf"}, default="relu"
-    W_std, b_std : float, default=sqrt(2), 0.1
-        Weight and bias standard deviations of every Dense / Conv layer.
-    parameterization : {"ntk", "standard"}, default="ntk"
-        ``"ntk"``: each layer computes ``W_std / sqrt(fan_in) * (omega @ x) +
-        b_std * beta`` and trains ``omega, beta ~ N(0, 1)``. ``"standard"``:
-        ``W @ x + b`` with ``W ~ N(0, W_std**2 / fan_in)``, ``b ~ N(0, b_std**2)``
-        trained directly; its NTK grows with the width, so ``lr`` must shrink
-        like ``1 / width``.
-    width : int, default=256
+_COMMON_DOC = ARCHITECTURE_DOC + """    width : int, default=256
         Number of units (channels for convolutions) of every hidden layer.
-    input_shape : tuple (height, width, channels), default=None
-        Image shape of 2-D input rows (NHWC order). Needed by the convolutional
-        architectures unless ``X`` is given as 4-D NHWC arrays.
+        Hidden Dense / Conv layers of an explicit stack need their own
+        ``width``; the readout's ``width=None`` is set by the task. In standard
+        parameterization the NTK grows with the width, so ``lr`` must shrink
+        like ``1 / width``.""" + INPUT_SHAPE_DOC.rstrip("\n") + """
     optimizer : {"sgd", "adam"}, default="sgd"
         ``torch.optim.SGD`` (with ``momentum``) or ``torch.optim.Adam``.
     momentum : float in [0, 1), default=0.0

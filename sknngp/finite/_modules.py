@@ -1,7 +1,7 @@
 """PyTorch modules built from sknngp layer specifications.
 
-The layer specs of :mod:`sknngp.kernels` describe an architecture once; this
-module turns a :class:`~sknngp.kernels.Serial` stack into a finite-width
+The layer specs of :mod:`sknngp.architecture` describe an architecture once;
+this module turns a :class:`~sknngp.architecture.Serial` stack into a finite-width
 ``torch.nn.Module`` with exactly the conventions of the analytic kernel
 (neural-tangents' ``stax``, Novak et al. 2020, arXiv:1912.02803):
 
@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..kernels._layers import (
+from ..architecture import (
     ABRelu,
     AvgPool,
     Conv,
@@ -42,19 +42,17 @@ from ..kernels._layers import (
     Erf,
     Flatten,
     GlobalAvgPool,
-    Serial,
+    Registry,
+    infer_shapes,
     pad_lo_hi,
+    prod,
 )
+
+#: layer type -> ``fn(layer, shape, context) -> torch.nn.Module``
+TORCH_BUILDERS = Registry("torch module builder")
 
 _CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
 _AVG_POOL = {1: F.avg_pool1d, 2: F.avg_pool2d, 3: F.avg_pool3d}
-
-
-def _prod(values):
-    out = 1
-    for v in values:
-        out *= int(v)
-    return out
 
 
 def _same_padding(spatial, window, strides, padding):
@@ -85,7 +83,7 @@ class _Affine(nn.Module):
                 f"a Conv layer needs 1, 2 or 3 spatial axes; its input has spatial "
                 f"shape {tuple(spatial)}."
             )
-        self.fan_in = in_channels * _prod(filt)
+        self.fan_in = in_channels * prod(filt)
         self.in_channels, self.out_channels = in_channels, out_channels
         self.n_ensemble = n_ensemble
         self.ntk = spec.parameterization == "ntk"
@@ -146,16 +144,22 @@ class _Affine(nn.Module):
         return out.reshape((n, e, self.out_channels) + tuple(out.shape[2:]))
 
 
-class _Activation(nn.Module):
+class _ABRelu(nn.Module):
     def __init__(self, spec):
         super().__init__()
-        self.spec = spec
+        self.a, self.b = float(spec.a), float(spec.b)
 
     def forward(self, x):
-        a, b = float(self.spec.a), float(self.spec.b)
-        if isinstance(self.spec, Erf):
-            return a * torch.erf(b * x)
-        return torch.where(x > 0, b * x, a * x)
+        return torch.where(x > 0, self.b * x, self.a * x)
+
+
+class _Erf(nn.Module):
+    def __init__(self, spec):
+        super().__init__()
+        self.a, self.b = float(spec.a), float(spec.b)
+
+    def forward(self, x):
+        return self.a * torch.erf(self.b * x)
 
 
 class _Flatten(nn.Module):
@@ -195,6 +199,40 @@ class _AvgPool(nn.Module):
         return y.reshape((n, e, c) + tuple(y.shape[2:]))
 
 
+@TORCH_BUILDERS.register(Dense, Conv)
+def _build_affine(layer, shape, ctx):
+    if isinstance(layer, Conv) and len(shape.spatial_in) not in _CONV:
+        raise ValueError(
+            f"a Conv layer needs 1, 2 or 3 spatial axes; its input has spatial "
+            f"shape {tuple(shape.spatial_in)}."
+        )
+    if shape.channels_out is None:
+        raise ValueError(
+            f"hidden layer {ctx['index']} ({type(layer).__name__}) has width=None; a "
+            "finite network needs the number of units of every layer but "
+            "the readout. Build the stack with width=<int> (e.g. "
+            "build_architecture(..., width=256))."
+        )
+    return _Affine(layer, shape.channels_in, int(shape.channels_out), shape.spatial_in,
+                   ctx["n_ensemble"], ctx["dtype"], ctx["generator"])
+
+
+TORCH_BUILDERS.register(ABRelu)(lambda layer, shape, ctx: _ABRelu(layer))
+TORCH_BUILDERS.register(Erf)(lambda layer, shape, ctx: _Erf(layer))
+TORCH_BUILDERS.register(Flatten)(lambda layer, shape, ctx: _Flatten())
+TORCH_BUILDERS.register(GlobalAvgPool)(lambda layer, shape, ctx: _GlobalAvgPool())
+
+
+@TORCH_BUILDERS.register(AvgPool)
+def _build_avg_pool(layer, shape, ctx):
+    if len(shape.spatial_in) not in _AVG_POOL:
+        raise ValueError(
+            f"AvgPool needs 1, 2 or 3 spatial axes; its input has spatial "
+            f"shape {shape.spatial_in}."
+        )
+    return _AvgPool(layer, shape.spatial_in)
+
+
 def build_layers(stack, input_shape, n_outputs, n_ensemble=1, dtype=torch.float32,
                  generator=None):
     """Torch modules for ``stack`` applied to samples of shape ``input_shape``.
@@ -202,7 +240,7 @@ def build_layers(stack, input_shape, n_outputs, n_ensemble=1, dtype=torch.float3
     Parameters
     ----------
     stack : Serial
-        The layer specification (see :func:`sknngp.kernels.build_architecture`).
+        The layer specification (see :func:`sknngp.architecture.build_architecture`).
     input_shape : tuple of int
         Shape of one sample: ``(n_features,)`` or ``(*spatial, channels)``.
     n_outputs : int
@@ -218,76 +256,27 @@ def build_layers(stack, input_shape, n_outputs, n_ensemble=1, dtype=torch.float3
     -------
     layers : torch.nn.ModuleList
     """
-    if not isinstance(stack, Serial):
-        raise TypeError(
-            f"the architecture must be a Serial layer stack; got {type(stack).__name__}."
-        )
-    layers = stack.layers
-    affine = [i for i, layer in enumerate(layers) if isinstance(layer, (Dense, Conv))]
+    shapes = infer_shapes(stack, tuple(input_shape), n_outputs=n_outputs)
+    affine = [i for i, layer in enumerate(stack.layers) if layer.affine]
     if not affine:
         raise ValueError(
             "the layer stack has no Dense or Conv layer, so the network has no "
             "parameters; end it with Dense() as the readout."
         )
-    readout = affine[-1]
-    spatial, channels = tuple(input_shape[:-1]), int(input_shape[-1])
-    modules = []
-    for i, layer in enumerate(layers):
-        if isinstance(layer, (Dense, Conv)):
-            width = layer.width
-            if i == readout:
-                if width is not None and width != n_outputs:
-                    raise ValueError(
-                        f"the readout layer {layer!r} has width={width} but the task "
-                        f"has {n_outputs} output(s); give the last Dense/Conv "
-                        "width=None so the task sets it."
-                    )
-                width = n_outputs
-            elif width is None:
-                raise ValueError(
-                    f"hidden layer {i} ({type(layer).__name__}) has width=None; a "
-                    "finite network needs the number of units of every layer but "
-                    "the readout. Build the stack with width=<int> (e.g. "
-                    "build_architecture(..., width=256))."
-                )
-            modules.append(
-                _Affine(layer, channels, int(width), spatial, n_ensemble, dtype, generator)
-            )
-            channels = int(width)
-        elif isinstance(layer, (ABRelu, Erf)):
-            modules.append(_Activation(layer))
-        elif isinstance(layer, Flatten):
-            modules.append(_Flatten())
-            channels = channels * _prod(spatial)
-        elif isinstance(layer, GlobalAvgPool):
-            modules.append(_GlobalAvgPool())
-        elif isinstance(layer, AvgPool):
-            if len(spatial) not in _AVG_POOL:
-                raise ValueError(
-                    f"AvgPool needs 1, 2 or 3 spatial axes; its input has spatial "
-                    f"shape {spatial}."
-                )
-            modules.append(_AvgPool(layer, spatial))
-        else:
-            raise TypeError(
-                f"the finite network does not implement layer {layer!r}; supported "
-                "layers are Dense, Conv, ABRelu (Relu, LeakyRelu, Abs), Erf, Flatten, "
-                "GlobalAvgPool and AvgPool."
-            )
-        if isinstance(layer, Conv) and len(layer.filter_shape) != len(spatial):
-            raise ValueError(
-                f"a Conv with filter_shape={layer.filter_shape} needs inputs with "
-                f"{len(layer.filter_shape)} spatial axes, but its input has spatial "
-                f"shape {spatial}. Pass images as 4-D NHWC arrays or give "
-                "input_shape=(H, W, C)."
-            )
-        spatial = layer.output_spatial(spatial)
-    if spatial:
+    readout = stack.layers[affine[-1]]
+    if readout.width is not None and readout.width != n_outputs:
         raise ValueError(
-            f"the layer stack ends with spatial shape {spatial}; end it with "
-            "Flatten() or GlobalAvgPool() followed by Dense()."
+            f"the readout layer {readout!r} has width={readout.width} but the task "
+            f"has {n_outputs} output(s); give the last Dense/Conv "
+            "width=None so the task sets it."
         )
-    return nn.ModuleList(modules)
+    for layer in stack.layers:
+        TORCH_BUILDERS.lookup(layer)  # an unregistered layer fails before any work
+    ctx = dict(n_ensemble=n_ensemble, dtype=dtype, generator=generator)
+    return nn.ModuleList([
+        TORCH_BUILDERS(layer, shape, {**ctx, "index": i})
+        for i, (layer, shape) in enumerate(zip(stack.layers, shapes))
+    ])
 
 
 class _Stack(nn.Module):

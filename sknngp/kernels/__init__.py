@@ -1,21 +1,18 @@
 """Infinite-width NNGP and NTK kernels in pure JAX.
 
-Layers (hyper-parameters only; picklable, hashable):
-
-- linear: :class:`Dense`, :class:`Conv`
-- nonlinear: :class:`ABRelu`, :func:`Relu`, :func:`LeakyRelu`, :func:`Abs`, :class:`Erf`
-- reshaping and pooling: :class:`Flatten`, :class:`GlobalAvgPool`, :class:`AvgPool`
-- composition: :func:`serial`
-
-Kernels: :func:`kernel_matrix` (tiled, multi-device, float32/float64).
+Kernels: :func:`kernel_matrix` (tiled, multi-device, float32/float64) and
+:func:`kernel_diagonal` (self-kernels in O(n)). Architectures are described by
+the plain-Python layer specs of :mod:`sknngp.architecture` (re-exported here
+for convenience); each layer type registers its kernel map in
+``sknngp.kernels._propagate.KERNEL_MAPS``.
 This subpackage imports neither scikit-learn nor torch.
 """
 
-from ._architectures import ACTIVATIONS, ARCHITECTURES, build_architecture
-from ._engine import Kernels, kernel_diagonal, kernel_matrix
-from ._layers import (
+from ..architecture import (
     ABRelu,
     Abs,
+    ACTIVATIONS,
+    ARCHITECTURES,
     AvgPool,
     Conv,
     Dense,
@@ -26,8 +23,10 @@ from ._layers import (
     LeakyRelu,
     Relu,
     Serial,
+    build_architecture,
     serial,
 )
+from ._engine import Kernels, kernel_diagonal, kernel_matrix
 
 __all__ = [
     "ABRelu", "Abs", "AvgPool", "Conv", "Dense", "Erf", "Flatten",

@@ -20,8 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 import jax
 import numpy as np
 
-from ._architectures import build_architecture
-from ._layers import Flatten, Serial
+from ..architecture import Flatten, Serial, build_architecture
 from ._validation import _DTYPES, _parse_dtype, _parse_get, as_images, resolve_devices
 from ._propagate import finish, initial_state, make_plan, run_step, steps
 
@@ -51,7 +50,7 @@ def _tile_bytes(plan, tile, itemsize):
 TILE_ENTRIES = 2**18
 
 
-def choose_tile(plan, n1, n2, itemsize, batch_size):
+def choose_tile(plan, n1, n2, batch_size):
     if batch_size is not None:
         if (
             isinstance(batch_size, bool)
@@ -86,30 +85,49 @@ def _check_memory(n1, n2, n_out, plan, tile, itemsize):
         )
 
 
-@functools.lru_cache(maxsize=64)
-def _compiled(plan, want_ntk):
+class _Pipeline:
     """One jitted function per step (see ``_propagate.steps``), chained.
 
-    ``fn(x1, x2)``; ``fn(x1, None)`` for a diagonal tile of a symmetric matrix.
+    ``run(x1, x2)`` computes a tile (``x2=None``: a diagonal tile of a
+    symmetric matrix). ``start=(b, state)`` resumes from the state after step
+    ``b`` instead of the inputs; ``taps`` lists steps whose output state is
+    returned as well (for readouts of shallower stacks and for resuming).
     """
-    bounds = steps(plan)
-    first = jax.jit(
-        lambda x1, x2: run_step(plan, bounds[0], initial_state(plan, x1, x2), want_ntk)
-    )
-    first_same = jax.jit(
-        lambda x1: run_step(plan, bounds[0], initial_state(plan, x1, x1, True), want_ntk)
-    )
-    rest = [
-        jax.jit(functools.partial(_step, plan, b, want_ntk)) for b in bounds[1:]
-    ]
 
-    def fn(x1, x2):
-        state = first_same(x1) if x2 is None else first(x1, x2)
-        for step in rest:
-            state = step(state)
-        return finish(state, want_ntk)
+    def __init__(self, plan, want_ntk):
+        self.plan, self.want_ntk = plan, want_ntk
+        self.bounds = bounds = steps(plan)
+        self.first = jax.jit(
+            lambda x1, x2: run_step(plan, bounds[0], initial_state(plan, x1, x2), want_ntk)
+        )
+        self.first_same = jax.jit(
+            lambda x1: run_step(plan, bounds[0], initial_state(plan, x1, x1, True), want_ntk)
+        )
+        self.rest = [None] + [
+            jax.jit(functools.partial(_step, plan, bd, want_ntk)) for bd in bounds[1:]
+        ]
 
-    return fn
+    def run(self, x1, x2, start=None, taps=()):
+        if start is None:
+            state = self.first_same(x1) if x2 is None else self.first(x1, x2)
+            done = 0
+        else:
+            done, state = start
+        tapped = {done: state} if done in taps else {}
+        for s in range(done + 1, len(self.bounds)):
+            state = self.rest[s](state)
+            if s in taps:
+                tapped[s] = state
+        return finish(state, self.want_ntk), tapped
+
+    def readout(self, state):
+        """The last step (the layers after the last nonlinearity) on a state."""
+        return finish(self.rest[-1](state), self.want_ntk)
+
+
+@functools.lru_cache(maxsize=64)
+def pipeline(plan, want_ntk):
+    return _Pipeline(plan, want_ntk)
 
 
 def _step(plan, bounds, want_ntk, state):
@@ -190,67 +208,152 @@ def kernel_matrix(
     """
     gets, single = _parse_get(get)
     dkey = _parse_dtype(dtype)
-    symmetric = X2 is None
-    plan, x1, x2 = _prepare(
-        X1, X2, (architecture, depth, activation, W_std, b_std, parameterization, width),
-        input_shape, "X1",
-    )
-    np_dtype = _DTYPES[dkey]
-    itemsize = np.dtype(np_dtype).itemsize
-    n1, n2 = x1.shape[0], x2.shape[0]
-    tile = choose_tile(plan, n1, n2, itemsize, batch_size)
-    _check_memory(n1, n2, len(gets), plan, tile, itemsize)
-    devices = resolve_devices(device)
-    want_ntk = "ntk" in gets
+    arch = dict(architecture=architecture, depth=depth, activation=activation,
+                W_std=W_std, b_std=b_std, parameterization=parameterization, width=width)
+    plan, x1, x2 = _prepare(X1, X2, arch, input_shape, "X1")
+    out, _, _ = compute(plan, x1, None if X2 is None else x2, gets, dkey, batch_size, device)
+    if single:
+        return out[gets[0]]
+    return Kernels(out.get("nngp"), out.get("ntk"))
 
-    starts1 = list(range(0, n1, tile))
-    starts2 = list(range(0, n2, tile))
-    jobs = [
-        (i, j) for i in starts1 for j in starts2 if not (symmetric and j < i)
-    ]
+
+def _swap(arr, b):
+    """Exchange the two samples of a state array with ``b`` = 2 sample axes:
+    ``K[i, j, p, q] -> K[j, i, q, p]`` (``(n1, n2, *S)`` or ``(n1, n2, *S, *S)``)."""
+    rest = arr.ndim - 2
+    if rest and rest % 2 == 0 and arr.shape[2:2 + rest // 2] == arr.shape[2 + rest // 2:]:
+        h = rest // 2
+        spatial = tuple(range(2 + h, 2 + rest)) + tuple(range(2, 2 + h))
+    else:
+        spatial = tuple(range(2, arr.ndim))
+    return arr.transpose((1, 0) + spatial)
+
+
+def compute(plan, x1, x2, gets, dkey, batch_size=None, device=None, *, start=None,
+            readouts=(), capture=None):
+    """Tiled evaluation of a prepared plan (``x2=None``: the symmetric block).
+
+    Parameters
+    ----------
+    start : (step, state), optional
+        Resume from host arrays ``(nngp, ntk, var1, var2)`` holding the state
+        after step ``step`` for these rows, instead of from the inputs.
+    readouts : tuple of int
+        Steps after which the last step is also applied (the kernels of the
+        shallower stacks of a family, see :mod:`sknngp.kernels._family`).
+    capture : int, optional
+        Step whose output state is returned as host arrays.
+
+    Returns
+    -------
+    out : dict {kind: (n1, n2)}; readout : {step: {kind: (n1, n2)}};
+    state : tuple of host arrays or None
+    """
+    symmetric = x2 is None
+    if symmetric:
+        x2 = x1
+    np_dtype = _DTYPES[dkey]
+    n1, n2 = x1.shape[0], x2.shape[0]
+    tile = choose_tile(plan, n1, n2, batch_size)
+    extra = 0 if capture is None else 2 * _entries_per_pair(plan)
+    _check_memory(n1, n2, len(gets) * (1 + len(readouts)) + extra, plan, tile,
+                  np.dtype(np_dtype).itemsize)
+    devices = resolve_devices(device)
+    pipe = pipeline(plan, "ntk" in gets)
+    taps = tuple(readouts) + (() if capture is None else (capture,))
+
+    jobs = [(i, j) for i in range(0, n1, tile) for j in range(0, n2, tile)
+            if not (symmetric and j < i)]
     out = {g: np.empty((n1, n2), dtype=np.float64) for g in gets}
+    ro = {b: {g: np.empty((n1, n2), dtype=np.float64) for g in gets} for b in readouts}
+    cap = [None, None, None, None]
     xs1 = x1.astype(np_dtype)
     xs2 = xs1 if symmetric else x2.astype(np_dtype)
-    fn = _compiled(plan, want_ntk)
     lock = threading.Lock()
-    n_workers = _n_workers(devices)
+
+    def put(target, i, j, ri, rj, block, diagonal_tile):
+        if symmetric and diagonal_tile and block.ndim == 2:
+            # (i, j) and (j, i) differ by round-off (summation order)
+            block = 0.5 * (block + block.T)
+        target[i:i + ri, j:j + rj] = block
+        if symmetric and not diagonal_tile:
+            target[j:j + rj, i:i + ri] = _swap(block, 2)
 
     def run(job_index):
         i, j = jobs[job_index]
         dev = devices[job_index % len(devices)]
-        a = _pad_rows(xs1[i:i + tile], tile)
-        b = _pad_rows(xs2[j:j + tile], tile)
-        with jax.enable_x64(dkey == "float64"):
-            a = jax.device_put(a, dev)
-            b = None if (symmetric and i == j) else jax.device_put(b, dev)
-            nngp, ntk = fn(a, b)
-            res = {"nngp": nngp, "ntk": ntk}
-            res = {g: np.asarray(res[g], dtype=np.float64) for g in gets}
+        diagonal_tile = symmetric and i == j
         ri, rj = min(tile, n1 - i), min(tile, n2 - j)
+        with jax.enable_x64(dkey == "float64"):
+            if start is None:
+                a = jax.device_put(_pad_rows(xs1[i:i + tile], tile), dev)
+                b = None if diagonal_tile else jax.device_put(
+                    _pad_rows(xs2[j:j + tile], tile), dev)
+                res, tapped = pipe.run(a, b, taps=taps)
+            else:
+                res, tapped = pipe.run(None, None, taps=taps, start=(
+                    start[0], _state_tile(start[1], i, j, tile, np_dtype, dev)))
+            host = lambda pair: {g: np.asarray(pair[k], dtype=np.float64)[:ri, :rj]
+                                 for g, k in (("nngp", 0), ("ntk", 1)) if g in gets}
+            res = host(res)
+            ro_tiles = {b: host(pipe.readout(tapped[b])) for b in readouts}
+            cap_tile = None
+            if capture is not None:
+                st = tapped[capture]
+                cap_tile = [None if st[k] is None else np.asarray(st[k], np.float64)[:ri, :rj]
+                            for k in (0, 1)]
+                cap_tile += [np.asarray(st[2], np.float64)[:ri],
+                             np.asarray(st[3], np.float64)[:rj]]
         with lock:
             for g in gets:
-                block = res[g][:ri, :rj]
-                if symmetric and i == j:
-                    # (i, j) and (j, i) differ by round-off (summation order)
-                    block = 0.5 * (block + block.T)
-                out[g][i:i + ri, j:j + rj] = block
-                if symmetric and j != i:
-                    out[g][j:j + rj, i:i + ri] = block.T
+                put(out[g], i, j, ri, rj, res[g], diagonal_tile)
+                for bnd in readouts:
+                    put(ro[bnd][g], i, j, ri, rj, ro_tiles[bnd][g], diagonal_tile)
+            if cap_tile is not None:
+                for k in (0, 1):
+                    if cap_tile[k] is not None:
+                        if cap[k] is None:
+                            cap[k] = np.empty((n1, n2) + cap_tile[k].shape[2:])
+                        put(cap[k], i, j, ri, rj, cap_tile[k], diagonal_tile)
+                for k, (at, r) in ((2, (i, ri)), (3, (j, rj))):
+                    if cap[k] is None:
+                        cap[k] = np.empty(((n1, n2)[k - 2],) + cap_tile[k].shape[1:])
+                    cap[k][at:at + r] = cap_tile[k]
+                if symmetric:
+                    cap[2][j:j + rj] = cap_tile[3]
+                    cap[3][i:i + ri] = cap_tile[2]
 
+    n_workers = _n_workers(devices)
     if n_workers == 1 or len(jobs) == 1:
         for k in range(len(jobs)):
             run(k)
     else:
         with ThreadPoolExecutor(n_workers) as pool:
             list(pool.map(run, range(len(jobs))))
-    if single:
-        return out[gets[0]]
-    return Kernels(out.get("nngp"), out.get("ntk"))
+    return out, ro, (None if capture is None else tuple(cap))
+
+
+def _state_tile(state, i, j, tile, np_dtype, dev):
+    """Rows ``i:i+tile`` x columns ``j:j+tile`` of a host state, padded and on ``dev``."""
+    nngp, ntk, var1, var2 = state
+
+    def pair_block(arr):
+        if arr is None:
+            return None
+        block = arr[i:i + tile, j:j + tile]
+        pad = [(0, tile - block.shape[0]), (0, tile - block.shape[1])]
+        pad += [(0, 0)] * (block.ndim - 2)
+        return jax.device_put(np.pad(block, pad).astype(np_dtype), dev)
+
+    def row_block(arr, at):
+        return jax.device_put(_pad_rows(arr[at:at + tile], tile).astype(np_dtype), dev)
+
+    return pair_block(nngp), pair_block(ntk), row_block(var1, i), row_block(var2, j)
 
 
 @functools.lru_cache(maxsize=64)
 def _compiled_pairs(plan, want_ntk):
-    """Like ``_compiled`` but for pairs ``(x1[i], x2[i])``: vmapped 1x1 tiles."""
+    """Like ``pipeline`` but for pairs ``(x1[i], x2[i])``: vmapped 1x1 tiles."""
     bounds = steps(plan)
 
     def first(a, b):
@@ -301,13 +404,22 @@ def kernel_diagonal(
     """
     gets, single = _parse_get(get)
     dkey = _parse_dtype(dtype)
-    plan, x, _ = _prepare(
-        X, None, (architecture, depth, activation, W_std, b_std, parameterization, width),
-        input_shape, "X",
-    )
+    arch = dict(architecture=architecture, depth=depth, activation=activation,
+                W_std=W_std, b_std=b_std, parameterization=parameterization, width=width)
+    plan, x, _ = _prepare(X, None, arch, input_shape, "X")
+    out = diagonal(plan, x, gets, dkey, batch_size, device)
+    if single:
+        return out[gets[0]]
+    return Kernels(out.get("nngp"), out.get("ntk"))
+
+
+def diagonal(plan, x, gets, dkey, batch_size=None, device=None):
+    """Self-kernels of prepared inputs: ``{kind: (n,)}``."""
+    if batch_size is not None:
+        choose_tile(plan, 1, 1, batch_size)  # validates it
     n = x.shape[0]
     per = max(1, int(TILE_ENTRIES / _entries_per_pair(plan)))
-    chunk = int(batch_size) if batch_size is not None else min(n, per, 4096)
+    chunk = min(n, int(batch_size) if batch_size is not None else min(per, 4096))
     dev = resolve_devices(device)[0]
     fn = _compiled_pairs(plan, "ntk" in gets)
     xs = x.astype(_DTYPES[dkey])
@@ -320,14 +432,12 @@ def kernel_diagonal(
             r = min(chunk, n - i)
             for g in gets:
                 out[g][i:i + r] = np.asarray(res[g], dtype=np.float64)[:r]
-    if single:
-        return out[gets[0]]
-    return Kernels(out.get("nngp"), out.get("ntk"))
+    return out
 
 
-def _prepare(X1, X2, arch_args, input_shape, name1):
+def _prepare(X1, X2, arch, input_shape, name1):
     """Validate inputs, build the stack and its plan; ``X2=None`` means ``X1``."""
-    stack = build_architecture(*arch_args)
+    stack = build_architecture(**arch)
     x1 = as_images(X1, input_shape, name1)
     x2 = x1 if X2 is None else as_images(X2, input_shape, "X2")
     if x1.shape[1:] != x2.shape[1:]:
@@ -341,20 +451,28 @@ def _prepare(X1, X2, arch_args, input_shape, name1):
             f"3-D inputs of shape {x1.shape} are ambiguous: pass (n, H, W, C) images "
             "or 2-D rows with input_shape=(H, W, C)."
         )
-    stack, x1, x2 = _flatten_first(stack, x1, x2)
-    return make_plan(stack, x1.shape[1:-1], x1.shape[-1]), x1, x2
+    plan, flat = plan_for(stack, x1.shape[1:])
+    if flat:
+        x1, x2 = x1.reshape(len(x1), -1), x2.reshape(len(x2), -1)
+    return plan, x1, x2
 
 
-def _flatten_first(stack, x1, x2):
-    """A leading Flatten acts on the raw inputs: flatten them instead.
+@functools.lru_cache(maxsize=256)
+def plan_for(stack, sample_shape):
+    """The plan of ``stack`` on samples of ``sample_shape``, and whether the
+    inputs are to be flattened first.
 
-    Same kernel (the mean over positions of ``x_p . x'_p / C`` is
+    A leading Flatten acts on the raw inputs: the rows are flattened instead
+    (same kernel: the mean over positions of ``x_p . x'_p / C`` is
     ``x . x' / (P C)``), without per-position arrays of shape ``(n1, n2, P)``.
+    The plan is canonical, so the kernel bank keys on it.
     """
-    if stack.layers and isinstance(stack.layers[0], Flatten) and x1.ndim > 2:
-        rest = Serial(stack.layers[1:])
-        return rest, x1.reshape(len(x1), -1), x2.reshape(len(x2), -1)
-    return stack, x1, x2
+    sample_shape = tuple(int(s) for s in sample_shape)
+    flat = bool(stack.layers) and type(stack.layers[0]) is Flatten and len(sample_shape) > 1
+    if flat:
+        stack = Serial(stack.layers[1:])
+        sample_shape = (int(np.prod(sample_shape)),)
+    return make_plan(stack, sample_shape[:-1], sample_shape[-1]), flat
 
 
 def _n_workers(devices):

@@ -10,25 +10,44 @@ State of the computation between two batches ``x1`` (n1 samples) and ``x2`` (n2)
     The covariance of each sample with itself, ``(n, *S)`` or ``(n, *S, *S)``,
     needed to normalise the nonlinearities.
 
-The maps follow DESIGN.md section 3 and neural-tangents' ``stax`` conventions
-(Novak et al. 2020, arXiv:1912.02803): a Dense / Conv layer sends
+The maps follow neural-tangents' ``stax`` conventions (Novak et al. 2020,
+arXiv:1912.02803): a Dense / Conv layer sends
 ``K -> W_std^2 K + b_std^2`` and ``Theta -> W_std^2 Theta + K_new`` (NTK
 parameterization) or ``Theta -> fan_in K + W_std^2 Theta + 1`` (standard
 parameterization, Sohl-Dickstein et al. 2020, arXiv:2001.07301); a nonlinearity
 sends ``K -> E[phi phi]`` and ``Theta -> E[phi' phi'] Theta``.
+
+Each layer type registers its map in :data:`KERNEL_MAPS` (exact-type lookup:
+an unregistered type, subclasses included, raises).
 """
 
 from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
-from typing import Optional, Tuple
+from typing import Tuple
 
 import jax
 import jax.numpy as jnp
 
+from ..architecture import (
+    ABRelu,
+    AvgPool,
+    Conv,
+    Dense,
+    Erf,
+    Flatten,
+    GlobalAvgPool,
+    LayerShape,
+    Registry,
+    infer_shapes,
+    pad_lo_hi,
+    prod,
+)
 from . import _nonlinear
-from ._layers import ABRelu, AvgPool, Conv, Dense, Erf, Flatten, GlobalAvgPool, pad_lo_hi
+
+#: layer type -> ``fn(layer, state, shape, full, want_ntk) -> state``
+KERNEL_MAPS = Registry("kernel map")
 
 _HIGHEST = jax.lax.Precision.HIGHEST
 
@@ -39,15 +58,19 @@ class Plan:
 
     layers: tuple
     full_inputs: Tuple[bool, ...]  # does layer i need full spatial covariance?
-    spatial_in: Tuple[Tuple[int, ...], ...]
-    channels_in: Tuple[Optional[int], ...]
+    shapes: Tuple[LayerShape, ...]
+
+    @property
+    def spatial_in(self):
+        return tuple(s.spatial_in for s in self.shapes)
 
 
 def make_plan(stack, spatial, channels):
     """Check a stack against an input shape and record what each layer needs."""
+    shapes = infer_shapes(stack, tuple(spatial) + (channels,))
     layers = stack.layers
-    if not layers:
-        raise ValueError("the layer stack is empty; compose layers with serial(...).")
+    for layer in layers:
+        KERNEL_MAPS.lookup(layer)  # an unregistered layer fails before any work
     full = [False] * len(layers)
     need = False
     for i in range(len(layers) - 1, -1, -1):
@@ -56,47 +79,15 @@ def make_plan(stack, spatial, channels):
     # A full covariance stays full until a layer removes the spatial axes
     # (e.g. AvgPool -> Flatten: Flatten reads the diagonal of what it is given).
     for i in range(1, len(layers)):
-        if full[i - 1] and not isinstance(layers[i - 1], (Flatten, GlobalAvgPool)):
+        if full[i - 1] and shapes[i - 1].spatial_out:
             full[i] = True
-    spatial_in, channels_in = [], []
-    s, c = tuple(spatial), channels
-    for layer in layers:
-        spatial_in.append(s)
-        channels_in.append(c)
-        if isinstance(layer, Conv) and len(layer.filter_shape) != len(s):
+    for layer, shape in zip(layers, shapes):
+        if layer.affine and layer.parameterization == "standard" and shape.channels_in is None:
             raise ValueError(
-                f"a Conv with filter_shape={layer.filter_shape} needs inputs with "
-                f"{len(layer.filter_shape)} spatial axes, but its input has spatial "
-                f"shape {s}. Pass images as 4-D NHWC arrays or give input_shape=(H, W, C)."
+                "the standard-parameterization NTK depends on the hidden width: "
+                "pass width=<number of hidden units> (neural-tangents' out_dim)."
             )
-        if isinstance(layer, AvgPool) and len(layer.window_shape) != len(s):
-            raise ValueError(
-                f"an AvgPool with window_shape={layer.window_shape} needs inputs with "
-                f"{len(layer.window_shape)} spatial axes; its input has spatial shape {s}."
-            )
-        if isinstance(layer, (Dense, Conv)):
-            if layer.parameterization == "standard" and c is None:
-                raise ValueError(
-                    "the standard-parameterization NTK depends on the hidden width: "
-                    "pass width=<number of hidden units> (neural-tangents' out_dim)."
-                )
-            c = layer.width
-        elif isinstance(layer, Flatten):
-            c = None if c is None else c * _prod(s)
-        s = layer.output_spatial(s)
-    if s:
-        raise ValueError(
-            f"the layer stack ends with spatial shape {s}; end it with Flatten() or "
-            "GlobalAvgPool() followed by Dense() so each pair of inputs gets one kernel value."
-        )
-    return Plan(tuple(layers), tuple(full), tuple(spatial_in), tuple(channels_in))
-
-
-def _prod(xs):
-    out = 1
-    for x in xs:
-        out *= x
-    return out
+    return Plan(tuple(layers), tuple(full), shapes)
 
 
 # --------------------------------------------------------------------------
@@ -114,7 +105,7 @@ def input_kernel(x1, x2, full, same=False):
     """
     n1, n2, c = x1.shape[0], x2.shape[0], x1.shape[-1]
     spatial = x1.shape[1:-1]
-    p = _prod(spatial)
+    p = prod(spatial)
     f1, f2 = x1.reshape(n1, p, c), x2.reshape(n2, p, c)
     if full and spatial:
         nngp = jnp.einsum("ipc,jqc->ijpq", f1, f2, precision=_HIGHEST) / c
@@ -175,24 +166,22 @@ def conv_average(arr, layer, spatial, full, b):
         for i, (n, f, s) in enumerate(zip(spatial, layer.filter_shape, layer.strides)):
             lo, hi, out = pad_lo_hi(n, f, s, layer.padding)
             arr = _window_sum(arr, (b + i, b + ns + i), f, s, lo, hi, out)
-        return arr / _prod(layer.filter_shape)
+        return arr / prod(layer.filter_shape)
     geo = [pad_lo_hi(n, f, s, layer.padding) for n, f, s in
            zip(spatial, layer.filter_shape, layer.strides)]
     pads = [(0, 0)] * arr.ndim
     for i, (lo, hi, _) in enumerate(geo):
-        for ax in ((b + i, b + ns + i) if full else (b + i,)):
-            pads[ax] = (lo, hi)
+        pads[b + i] = (lo, hi)
     if any(p != (0, 0) for p in pads):
         arr = jnp.pad(arr, pads)
     total = None
     for offsets in itertools.product(*(range(f) for f in layer.filter_shape)):
         idx = [slice(None)] * arr.ndim
         for i, (k, s, (_, _, out)) in enumerate(zip(offsets, layer.strides, geo)):
-            for ax in ((b + i, b + ns + i) if full else (b + i,)):
-                idx[ax] = slice(k, k + s * (out - 1) + 1, s)
+            idx[b + i] = slice(k, k + s * (out - 1) + 1, s)
         term = arr[tuple(idx)]
         total = term if total is None else total + term
-    return total / _prod(layer.filter_shape)
+    return total / prod(layer.filter_shape)
 
 
 def avg_pool(arr, layer, spatial, b):
@@ -202,12 +191,12 @@ def avg_pool(arr, layer, spatial, b):
         lo, hi, out = pad_lo_hi(n, w, s, layer.padding)
         for ax in (b + i, b + ns + i):
             arr = _window_sum(arr, (ax,), w, s, lo, hi, out)
-    return arr / _prod(layer.window_shape) ** 2
+    return arr / prod(layer.window_shape) ** 2
 
 
 def spatial_diagonal(arr, spatial, b):
     """Same-position entries ``K[..., p, p]`` of a full covariance."""
-    p = _prod(spatial)
+    p = prod(spatial)
     flat = arr.reshape(arr.shape[:b] + (p, p))
     return jnp.diagonal(flat, axis1=b, axis2=b + 1).reshape(arr.shape[:b] + spatial)
 
@@ -216,18 +205,28 @@ def spatial_diagonal(arr, spatial, b):
 # Layer maps
 
 
-def _activation(layer):
-    if isinstance(layer, ABRelu):
-        return _nonlinear.abrelu_normaliser, _nonlinear.abrelu_pair, (layer.a, layer.b)
-    return _nonlinear.erf_normaliser, _nonlinear.erf_pair, (layer.a, layer.b)
+def register_activation(layer_type, normaliser, pair):
+    """Register the kernel map of an elementwise nonlinearity.
+
+    ``normaliser(var, a, b)`` returns per-position factors of one side and
+    ``pair(k12, norm1, norm2, a, b)`` returns ``(E[phi phi], E[phi' phi'])``
+    (see :mod:`sknngp.kernels._nonlinear`); ``a, b`` are the layer's fields.
+    """
+
+    @KERNEL_MAPS.register(layer_type)
+    def _map(layer, state, shape, full, want_ntk):
+        return _nonlinearity(state, (normaliser, pair, (layer.a, layer.b)),
+                             shape.spatial_in, full, want_ntk)
+
+    return _map
 
 
-def _nonlinearity(state, layer, spatial, full, want_ntk):
+def _nonlinearity(state, activation, spatial, full, want_ntk):
     nngp, ntk, var1, var2 = state
-    normaliser, pair, ab = _activation(layer)
+    normaliser, pair, ab = activation
     ns = len(spatial)
-    d1 = spatial_diagonal(var1, spatial, 1) if full and ns else var1
-    d2 = spatial_diagonal(var2, spatial, 1) if full and ns else var2
+    d1 = spatial_diagonal(var1, spatial, 1) if full else var1
+    d2 = spatial_diagonal(var2, spatial, 1) if full else var2
     norm1 = normaliser(d1, *ab)
     norm2 = normaliser(d2, *ab)
     ones = (1,) * ns
@@ -236,7 +235,7 @@ def _nonlinearity(state, layer, spatial, full, want_ntk):
         return tuple(v.reshape(shape) for v in norm)
 
     n1, n2 = d1.shape[0], d2.shape[0]
-    if full and ns:
+    if full:
         b1 = shaped(norm1, (n1, 1) + spatial + ones)
         b2 = shaped(norm2, (1, n2) + ones + spatial)
         s1 = [shaped(nm, (n,) + spatial + ones) for nm, n in ((norm1, n1), (norm2, n2))]
@@ -246,18 +245,23 @@ def _nonlinearity(state, layer, spatial, full, want_ntk):
         b2 = shaped(norm2, (1, n2) + spatial)
         s1 = s2 = [norm1, norm2]
     new_nngp, kdot = pair(nngp, b1, b2, *ab)
-    new_ntk = kdot * ntk if (want_ntk and ntk is not None) else None
+    new_ntk = None if ntk is None else kdot * ntk
     new_var1 = pair(var1, s1[0], s2[0], *ab)[0]
     new_var2 = pair(var2, s1[1], s2[1], *ab)[0]
     return new_nngp, new_ntk, new_var1, new_var2
 
 
-def _affine_layer(state, layer, spatial, full, fan_in, want_ntk):
+register_activation(ABRelu, _nonlinear.abrelu_normaliser, _nonlinear.abrelu_pair)
+register_activation(Erf, _nonlinear.erf_normaliser, _nonlinear.erf_pair)
+
+
+@KERNEL_MAPS.register(Dense, Conv)
+def _affine_layer(layer, state, shape, full, want_ntk):
     nngp, ntk, var1, var2 = state
     w2, b2 = layer.W_std**2, layer.b_std**2
     if isinstance(layer, Conv):
         def lin(arr, b):
-            return conv_average(arr, layer, spatial, full and bool(spatial), b)
+            return conv_average(arr, layer, shape.spatial_in, full, b)
     else:
         def lin(arr, b):
             return arr
@@ -269,11 +273,13 @@ def _affine_layer(state, layer, spatial, full, fan_in, want_ntk):
         if layer.parameterization == "ntk":
             new_ntk = new_nngp + prev
         else:
-            new_ntk = fan_in * base + prev + 1.0
+            new_ntk = shape.fan_in * base + prev + 1.0
     return new_nngp, new_ntk, w2 * lin(var1, 1) + b2, w2 * lin(var2, 1) + b2
 
 
-def _flatten(state, spatial, full):
+@KERNEL_MAPS.register(Flatten)
+def _flatten(layer, state, shape, full, want_ntk):
+    spatial = shape.spatial_in
     ns = len(spatial)
     if not ns:
         return state
@@ -288,36 +294,22 @@ def _flatten(state, spatial, full):
     return tuple(out)
 
 
-def _global_avg_pool(state, spatial, full):
-    if not spatial:
-        return state
-    if not full:  # unreachable by construction: make_plan asks for full input
-        raise AssertionError("GlobalAvgPool needs the full spatial covariance")
+@KERNEL_MAPS.register(GlobalAvgPool)
+def _global_avg_pool(layer, state, shape, full, want_ntk):
+    # make_plan gives pooling layers the full covariance whenever there are
+    # spatial axes; without them the mean is over nothing.
     return tuple(
         None if arr is None else jnp.mean(arr, axis=tuple(range(b, arr.ndim)))
         for arr, b in zip(state, (2, 2, 1, 1))
     )
 
 
-def _apply_layer(state, layer, full, spatial, channels, want_ntk):
-    full = full and bool(spatial)
-    if isinstance(layer, (Dense, Conv)):
-        fan_in = channels
-        if isinstance(layer, Conv) and channels is not None:
-            fan_in = channels * _prod(layer.filter_shape)
-        return _affine_layer(state, layer, spatial, full, fan_in, want_ntk)
-    if isinstance(layer, (ABRelu, Erf)):
-        return _nonlinearity(state, layer, spatial, full, want_ntk)
-    if isinstance(layer, Flatten):
-        return _flatten(state, spatial, full)
-    if isinstance(layer, GlobalAvgPool):
-        return _global_avg_pool(state, spatial, full)
-    if isinstance(layer, AvgPool):
-        return tuple(
-            None if arr is None else avg_pool(arr, layer, spatial, b)
-            for arr, b in zip(state, (2, 2, 1, 1))
-        )
-    raise TypeError(f"unsupported layer {layer!r}")
+@KERNEL_MAPS.register(AvgPool)
+def _avg_pool(layer, state, shape, full, want_ntk):
+    return tuple(
+        None if arr is None else avg_pool(arr, layer, shape.spatial_in, b)
+        for arr, b in zip(state, (2, 2, 1, 1))
+    )
 
 
 def steps(plan):
@@ -330,7 +322,7 @@ def steps(plan):
     """
     bounds, start = [], 0
     for i, layer in enumerate(plan.layers):
-        if isinstance(layer, (ABRelu, Erf)):
+        if layer.nonlinear:
             bounds.append((start, i + 1))
             start = i + 1
     if start < len(plan.layers):
@@ -342,10 +334,9 @@ def run_step(plan, bounds, state, want_ntk):
     """Apply layers ``plan.layers[lo:hi]`` to a kernel state."""
     lo, hi = bounds
     for i in range(lo, hi):
-        state = _apply_layer(
-            state, plan.layers[i], plan.full_inputs[i], plan.spatial_in[i],
-            plan.channels_in[i], want_ntk,
-        )
+        shape = plan.shapes[i]
+        full = plan.full_inputs[i] and bool(shape.spatial_in)
+        state = KERNEL_MAPS(plan.layers[i], state, shape, full, want_ntk)
     return state
 
 
@@ -360,16 +351,3 @@ def finish(state, want_ntk):
     if want_ntk and ntk is None:
         ntk = jnp.zeros_like(nngp)
     return nngp, ntk
-
-
-def propagate(plan, x1, x2, want_ntk=True):
-    """Kernels of ``plan``'s stack between batches ``x1`` and ``x2`` (NHWC or 2-D).
-
-    Returns ``(nngp, ntk)`` of shape ``(n1, n2)``; ``ntk`` is None unless
-    requested. A single traced function: the simple oracle for the stepwise,
-    separately compiled evaluation used by the engine.
-    """
-    state = initial_state(plan, x1, x2, same=x1 is x2)
-    for bounds in steps(plan):
-        state = run_step(plan, bounds, state, want_ntk)
-    return finish(state, want_ntk)

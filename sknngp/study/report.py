@@ -305,12 +305,16 @@ def _finding_7(df):
                  else f"float32 matches float64 up to n={states[-1][0]:g}")
         lines.append(f"{arch}: {where}. " + "; ".join(desc) + ".")
     if lines:
-        diag = rows["note"].str.contains("positive definite").any()
+        notes = rows["note"].fillna("").astype(str)
+        failed = notes.str.contains("positive definite").any()
+        warned = notes.str.contains("condition number").any()
         lines.insert(0, "Rule: float32 matches float64 (within 1 point) at the smallest size and "
-                        "fails or falls more than 1 point behind at the largest." +
-                        (" 'failed' means the float32 train kernel was not numerically positive "
-                         "definite at the fixed diag_reg (the classifier refuses it)."
-                         if diag else ""))
+                        "fails or falls more than 1 point behind at the largest. Kernels are "
+                        "computed in each precision and solved in float64." +
+                        (" 'failed' means the float64 solve of the float32 train kernel failed "
+                         "at the fixed diag_reg." if failed else "") +
+                        (" Where the float32 solve was ill-conditioned the classifier warned "
+                         "with its estimated error (see the table's notes)." if warned else ""))
     return _tally(parts), lines
 
 

@@ -1,8 +1,10 @@
 """Layer specifications: small, frozen, picklable descriptions of a network.
 
 A layer here holds only hyper-parameters. The same objects drive the analytic
-kernel (:mod:`sknngp.kernels._propagate`, JAX) and the finite PyTorch network
+kernel (:mod:`sknngp.kernels`, JAX) and the finite PyTorch network
 (:mod:`sknngp.finite`), so both sides describe exactly the same architecture.
+Each engine registers one function per layer type (see
+:class:`~sknngp.architecture.Registry`); this module imports neither JAX nor torch.
 
 Conventions follow neural-tangents' ``stax`` (Novak et al. 2020): NHWC images,
 a ``Dense`` acts on the trailing (channel) axis, ``W_std`` and ``b_std`` are the
@@ -14,7 +16,7 @@ standard deviations of the weights and biases, and ``parameterization`` is
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional, Tuple
+from typing import ClassVar, Optional, Tuple
 
 _PARAMETERIZATIONS = ("ntk", "standard")
 _PADDINGS = ("SAME", "VALID")
@@ -45,7 +47,15 @@ def _check_positive_tuple(name, value, ndim=None):
 
 @dataclass(frozen=True)
 class Layer:
-    """Base class of all layer specifications."""
+    """Base class of all layer specifications.
+
+    ``affine`` marks layers with trained weights (their fan-in and ``width``
+    matter), ``nonlinear`` marks elementwise nonlinearities (the kernel engine
+    compiles one step per nonlinearity). Engines dispatch on the exact type.
+    """
+
+    affine: ClassVar[bool] = False
+    nonlinear: ClassVar[bool] = False
 
     #: True for layers whose kernel map needs the full position x position
     #: covariance of its input (pooling layers).
@@ -73,6 +83,8 @@ class Dense(Layer):
         (neural-tangents' ``out_dim``). ``None`` marks a readout layer whose
         output size is set by the task.
     """
+
+    affine: ClassVar[bool] = True
 
     W_std: float = 1.0
     b_std: float = 0.0
@@ -103,6 +115,8 @@ class Conv(Layer):
         As for :class:`Dense`; the fan-in is ``in_channels * prod(filter_shape)``.
     """
 
+    affine: ClassVar[bool] = True
+
     filter_shape: Tuple[int, ...] = (3, 3)
     strides: Optional[Tuple[int, ...]] = None
     padding: str = "SAME"
@@ -130,6 +144,8 @@ class Conv(Layer):
 class ABRelu(Layer):
     """Piecewise-linear activation ``a * x`` for ``x < 0`` and ``b * x`` for ``x > 0``."""
 
+    nonlinear: ClassVar[bool] = True
+
     a: float = 0.0
     b: float = 1.0
 
@@ -152,6 +168,8 @@ def Abs():
 @dataclass(frozen=True)
 class Erf(Layer):
     """Scaled error function ``a * erf(b * x)``."""
+
+    nonlinear: ClassVar[bool] = True
 
     a: float = 1.0
     b: float = 1.0
@@ -219,7 +237,7 @@ class Serial(Layer):
                 flat.append(layer)
             else:
                 raise TypeError(
-                    f"serial() takes layer specifications from sknngp.kernels; "
+                    f"serial() takes layer specifications from sknngp.architecture; "
                     f"got {layer!r} of type {type(layer).__name__}."
                 )
         object.__setattr__(self, "layers", tuple(flat))

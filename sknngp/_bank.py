@@ -1,0 +1,324 @@
+"""Kernel reuse across fits in this process: what makes grid search cost one kernel.
+
+``GridSearchCV`` clones and refits an estimator for every (parameter, fold)
+pair. Each fold's kernel is a sub-block of the kernel of the whole data set,
+and the regularization (``diag_reg``, ``t``) does not change it. The bank keeps
+the kernel entries computed so far and computes only the missing ones.
+
+- **Rows** are identified by a hash of their exact bytes, computed once per
+  fit by the estimator (:func:`row_keys`). Each distinct row gets a *slot* in
+  the bank of its sample shape, shared by every architecture.
+- **Entries** ``K[i, j]`` live in ``PAGE x PAGE`` pages of slots, allocated
+  only where something was computed: a test set adds its test x train pages,
+  never a test x test block. Symmetry is used: page ``(b, a)`` is page
+  ``(a, b)`` transposed.
+- **Keys** are everything that changes the numbers (the canonical plan of the
+  architecture on this sample shape, the kernel dtype) and nothing that does
+  not (tile size, device): estimators never inherit each other's execution
+  settings, and entries are stored only after a computation succeeded, so a
+  failed fit leaves nothing behind.
+- **Depth families.** A request for a stack also yields, almost for free, the
+  kernels of the shallower stacks of its family (the same layers cut after
+  an earlier nonlinearity, same head; see :mod:`sknngp._depths`), and
+  once a sweep over depth is evident (a shallower member is already banked)
+  the state before the head is kept, so that a deeper request continues the
+  recursion instead of starting again.
+
+Memory is bounded by :data:`MAX_BANK_BYTES` (least recently used stores are
+dropped first); a request that cannot fit is computed without being stored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections import OrderedDict
+
+import numpy as np
+
+from . import _depths
+from .kernels import _engine
+
+#: bytes of kernel entries and states kept in this process
+MAX_BANK_BYTES = 2 * 2**30
+PAGE = 512
+
+_lock = threading.RLock()
+_banks: "OrderedDict[tuple, _SampleBank]" = OrderedDict()
+_eigh: "OrderedDict[tuple, tuple]" = OrderedDict()
+_MAX_EIGH = 8
+stats = {"entries_computed": 0, "requests": 0, "eigh_computed": 0, "resumed": 0}
+
+
+def row_keys(X):
+    """A 16-byte hash of each row's float64 bytes, as an array of dtype ``V16``."""
+    X = np.ascontiguousarray(X, dtype=np.float64).reshape(len(X), -1)
+    return np.array(
+        [hashlib.blake2b(r.tobytes(), digest_size=16).digest() for r in X], dtype="V16"
+    )
+
+
+def rows_digest(keys):
+    """One hash of a sequence of row keys (order matters)."""
+    return hashlib.blake2b(np.ascontiguousarray(keys).tobytes(), digest_size=16).hexdigest()
+
+
+def _runs(offsets):
+    """``offsets`` as a slice when they are consecutive (cheap views)."""
+    if len(offsets) and offsets[-1] - offsets[0] + 1 == len(offsets) and np.all(
+        np.diff(offsets) == 1
+    ):
+        return slice(int(offsets[0]), int(offsets[-1]) + 1)
+    return offsets
+
+
+def _take(arr, rows, cols):
+    out = arr[rows]
+    return out[:, cols]
+
+
+class _Pages:
+    """Entries of one symmetric pair array for bank slots, page by page."""
+
+    def __init__(self, entry_shape=()):
+        self.entry_shape = tuple(entry_shape)
+        self.values, self.known = {}, {}
+
+    @property
+    def nbytes(self):
+        per = PAGE * PAGE * (8 * int(np.prod(self.entry_shape)) + 1)
+        return per * len(self.values)
+
+    @staticmethod
+    def _groups(ids):
+        pages = ids // PAGE
+        out = []
+        for page in np.unique(pages):
+            where = np.flatnonzero(pages == page)
+            out.append((int(page), _runs(where), _runs(ids[where] % PAGE)))
+        return out
+
+    def _pairs(self, ids1, ids2):
+        for a, w1, o1 in self._groups(ids1):
+            for b, w2, o2 in self._groups(ids2):
+                yield a, w1, o1, b, w2, o2
+
+    def known_mask(self, ids1, ids2):
+        mask = np.zeros((len(ids1), len(ids2)), dtype=bool)
+        for a, w1, o1, b, w2, o2 in self._pairs(ids1, ids2):
+            if a <= b and (a, b) in self.known:
+                mask[_ix(w1, w2)] = _take(self.known[a, b], o1, o2)
+            elif a > b and (b, a) in self.known:
+                mask[_ix(w1, w2)] = _take(self.known[b, a], o2, o1).T
+        return mask
+
+    def gather(self, ids1, ids2, out):
+        for a, w1, o1, b, w2, o2 in self._pairs(ids1, ids2):
+            if a <= b and (a, b) in self.values:
+                out[_ix(w1, w2)] = _take(self.values[a, b], o1, o2)
+            elif a > b and (b, a) in self.values:
+                out[_ix(w1, w2)] = _take(self.values[b, a], o2, o1).swapaxes(0, 1)
+        return out
+
+    def scatter(self, ids1, ids2, block):
+        for a, w1, o1, b, w2, o2 in self._pairs(ids1, ids2):
+            part = block[_ix(w1, w2)]
+            if a > b:
+                a, b, o1, o2, part = b, a, o2, o1, part.swapaxes(0, 1)
+            if (a, b) not in self.values:
+                self.values[a, b] = np.zeros((PAGE, PAGE) + self.entry_shape)
+                self.known[a, b] = np.zeros((PAGE, PAGE), dtype=bool)
+            _put(self.values[a, b], o1, o2, part)
+            _put(self.known[a, b], o1, o2, True)
+            if a == b:  # a diagonal page holds both orientations
+                _put(self.values[a, b], o2, o1, part.swapaxes(0, 1))
+                _put(self.known[a, b], o2, o1, True)
+
+
+def _ix(rows, cols):
+    if isinstance(rows, slice) or isinstance(cols, slice):
+        if isinstance(rows, slice) and isinstance(cols, slice):
+            return rows, cols
+        r = np.arange(rows.start, rows.stop) if isinstance(rows, slice) else rows
+        c = np.arange(cols.start, cols.stop) if isinstance(cols, slice) else cols
+        return np.ix_(r, c)
+    return np.ix_(rows, cols)
+
+
+def _put(arr, rows, cols, value):
+    arr[_ix(rows, cols)] = value
+
+
+class _Rows:
+    """Per-slot arrays (the self-covariances of a state), page by page."""
+
+    def __init__(self, entry_shape):
+        self.entry_shape = tuple(entry_shape)
+        self.values = {}
+
+    @property
+    def nbytes(self):
+        return PAGE * 8 * int(np.prod(self.entry_shape)) * len(self.values)
+
+    def gather(self, ids):
+        out = np.zeros((len(ids),) + self.entry_shape)
+        for a, w, o in _Pages._groups(ids):
+            if a in self.values:
+                out[w] = self.values[a][o]
+        return out
+
+    def scatter(self, ids, block):
+        for a, w, o in _Pages._groups(ids):
+            if a not in self.values:
+                self.values[a] = np.zeros((PAGE,) + self.entry_shape)
+            self.values[a][o] = block[w]
+
+
+class _SampleBank:
+    """Slots of the rows of one sample shape, and the stores keyed on them."""
+
+    def __init__(self):
+        self.slots = {}
+        self.stores: "OrderedDict[tuple, dict]" = OrderedDict()
+
+    @property
+    def nbytes(self):
+        return sum(p.nbytes for store in self.stores.values() for p in store.values())
+
+    def lookup(self, keys):
+        """Slot of each key, -1 for keys not seen yet."""
+        get = self.slots.get
+        return np.fromiter((get(k, -1) for k in keys.tolist()), dtype=np.intp,
+                           count=len(keys))
+
+    def assign(self, keys, ids):
+        """Give the rows without a slot (``ids == -1``) new slots (in place)."""
+        for i in np.flatnonzero(ids < 0):
+            ids[i] = self.slots.setdefault(keys[i].tobytes(), len(self.slots))
+        return ids
+
+    def known(self, key, kinds, ids1, ids2):
+        mask = np.ones((len(ids1), len(ids2)), dtype=bool)
+        store = self.stores.get(key)
+        seen1, seen2 = ids1 >= 0, ids2 >= 0
+        for kind in kinds:
+            if store is None or kind not in store:
+                return np.zeros_like(mask)
+            part = store[kind].known_mask(ids1[seen1], ids2[seen2])
+            full = np.zeros_like(mask)
+            full[np.ix_(seen1, seen2)] = part
+            mask &= full
+        return mask
+
+    def store(self, key, name, entry_shape=()):
+        stores = self.stores.setdefault(key, {})
+        self.stores.move_to_end(key)
+        if name not in stores:
+            stores[name] = _Rows(entry_shape) if name == "var" else _Pages(entry_shape)
+        return stores[name]
+
+
+def _bank(sample_shape):
+    bank = _banks.get(sample_shape)
+    if bank is None:
+        bank = _banks[sample_shape] = _SampleBank()
+    _banks.move_to_end(sample_shape)
+    return bank
+
+
+def _total_bytes():
+    return sum(b.nbytes for b in _banks.values())
+
+
+def _make_room(needed, keep):
+    """Drop least recently used stores until ``needed`` more bytes fit; False
+    if they cannot fit even in an empty bank."""
+    if needed > MAX_BANK_BYTES:
+        return False
+    while _total_bytes() + needed > MAX_BANK_BYTES:
+        victims = [(bank, key) for bank in _banks.values() for key in bank.stores
+                   if key != keep]
+        if not victims:
+            return False
+        bank, key = victims[0]
+        del bank.stores[key]
+    return True
+
+
+def kernels(plan, dkey, X1, keys1, X2, keys2, kinds, *, batch_size=None, device=None,
+            use_bank=True):
+    """``{kind: K(X1, X2)}`` (``X2=None``: the symmetric block of ``X1``).
+
+    ``X1``/``X2`` are prepared engine inputs (``(n, *sample_shape)``),
+    ``keys1``/``keys2`` their :func:`row_keys`. Only entries missing from the
+    bank are computed; ``batch_size`` and ``device`` only say how.
+    """
+    kinds = tuple(kinds)
+    if not use_bank:
+        out, _, _ = _engine.compute(plan, X1, X2, kinds, dkey, batch_size, device)
+        return out
+    symmetric = X2 is None
+    if symmetric:
+        X2, keys2 = X1, keys1
+    key = ("kernel", plan, dkey)
+    with _lock:
+        stats["requests"] += 1
+        bank = _bank(tuple(X1.shape[1:]))
+        ids1, ids2 = bank.lookup(keys1), bank.lookup(keys2)
+        known = bank.known(key, kinds, ids1, ids2)
+        n1, n2 = known.shape
+        rows = np.flatnonzero(~known.all(axis=1))
+        cols = np.flatnonzero(~known.all(axis=0))
+        if len(rows) == 0:
+            return _gathered(bank, key, kinds, ids1, ids2)
+        sym = symmetric and np.array_equal(rows, cols)
+        computed = _depths.compute_missing(
+            bank, plan, dkey, kinds, X1[rows], None if sym else X2[cols],
+            ids1[rows], ids2[cols], batch_size=batch_size, device=device,
+        )
+        stats["entries_computed"] += len(rows) * len(cols)
+        whole = len(rows) == n1 and len(cols) == n2
+        if whole:
+            out = computed.kernels
+        else:
+            out = _gathered(bank, key, kinds, ids1, ids2)
+            for kind in kinds:
+                out[kind][np.ix_(rows, cols)] = computed.kernels[kind]
+        ids1 = bank.assign(keys1, ids1)
+        ids2 = ids1 if symmetric else bank.assign(keys2, ids2)
+        computed.commit(ids1[rows], ids2[cols], _make_room)
+        return out
+
+
+def _gathered(bank, key, kinds, ids1, ids2):
+    store = bank.stores[key]
+    bank.stores.move_to_end(key)
+    return {
+        kind: store[kind].gather(ids1, ids2, np.empty((len(ids1), len(ids2))))
+        for kind in kinds
+    }
+
+
+def cached_eigh(K, key, decompose):
+    """``decompose(K)`` memoised under ``key`` (plan, dtype, kind, row digest)."""
+    with _lock:
+        hit = _eigh.get(key)
+        if hit is not None:
+            _eigh.move_to_end(key)
+            return hit
+    w, V = decompose(K)
+    with _lock:
+        stats["eigh_computed"] += 1
+        _eigh[key] = (w, V)
+        while len(_eigh) > _MAX_EIGH:
+            _eigh.popitem(last=False)
+    return w, V
+
+
+def clear():
+    """Empty the bank and the cached eigendecompositions; reset the counters."""
+    with _lock:
+        _banks.clear()
+        _eigh.clear()
+        for k in stats:
+            stats[k] = 0

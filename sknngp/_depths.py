@@ -1,0 +1,140 @@
+"""Computing a bank's missing block, and every depth of a family from one pass.
+
+:func:`compute_missing` is called by :func:`sknngp._bank.kernels` for the rows
+and columns with missing entries. Besides the requested kernels it
+
+- resumes from the deepest banked state of a prefix of the stack that covers
+  the block (so depth ``d + 1`` after depth ``d`` costs one layer);
+- reads off the kernels of the shallower members of the stack's family (the
+  head applied after each earlier nonlinearity), when they fit the memory
+  plan or a sweep over depth is evident;
+- keeps the state before the head when a sweep is evident (another member of
+  the family was requested before) or when it is small.
+
+What it computed is only stored by :meth:`Computed.commit`, after success.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .kernels import _engine, _family
+
+#: readouts and states up to this many bytes are kept without evidence of a sweep
+SMALL_BYTES = 256 * 2**20
+
+
+class Computed:
+    """Kernels of the missing block, plus what the family pass produced."""
+
+    def __init__(self, bank, plan, dkey, kinds, kernels, readouts, state, state_step,
+                 symmetric):
+        self.bank, self.plan, self.dkey, self.kinds = bank, plan, dkey, kinds
+        self.kernels, self.readouts = kernels, readouts
+        self.state, self.state_step, self.symmetric = state, state_step, symmetric
+
+    def commit(self, ids1, ids2, make_room):
+        """Store everything in the bank (kernels first), as far as memory allows."""
+        items = [(("kernel", self.plan, self.dkey), self.kernels)]
+        items += [(("kernel", shallow, self.dkey), ro) for shallow, ro in self.readouts]
+        for key, arrays in items:
+            need = sum(a.size * 9 for a in arrays.values())
+            if not make_room(need, key):
+                return
+            for kind, arr in arrays.items():
+                self.bank.store(key, kind).scatter(ids1, ids2, arr)
+        if self.state is None:
+            return
+        nngp, ntk, var1, var2 = self.state
+        key = ("state", _family.prefix_key(self.plan, self.state_step), self.dkey)
+        need = sum(a.nbytes * 9 // 8 for a in (nngp, ntk) if a is not None)
+        if not make_room(need, key):
+            return
+        entry = nngp.shape[2:]
+        for kind, arr in (("nngp", nngp), ("ntk", ntk)):
+            if arr is not None:
+                self.bank.store(key, kind, entry).scatter(ids1, ids2, arr)
+        var = self.bank.store(key, "var", var1.shape[1:])
+        var.scatter(ids1, var1)
+        var.scatter(ids2, var2)
+        _drop_shallower_states(self.bank, self.plan, self.state_step, self.dkey)
+
+
+def _drop_shallower_states(bank, plan, step, dkey):
+    """A deeper state of the same chain supersedes the shallower ones."""
+    for s in range(step):
+        bank.stores.pop(("state", _family.prefix_key(plan, s), dkey), None)
+
+
+def _resume_point(bank, plan, dkey, kinds, ids1, ids2, symmetric):
+    """The deepest banked state ``(step, host state)`` covering the block."""
+    if np.any(ids1 < 0) or np.any(ids2 < 0):
+        return None
+    need = ("nngp", "ntk") if "ntk" in kinds else ("nngp",)
+    for step in range(len(_engine.steps(plan)) - 2, -1, -1):
+        key = ("state", _family.prefix_key(plan, step), dkey)
+        store = bank.stores.get(key)
+        if store is None or any(k not in store for k in need):
+            continue
+        if not all(store[k].known_mask(ids1, ids2).all() for k in need):
+            continue
+        entry = store["nngp"].entry_shape
+        pair = {k: store[k].gather(ids1, ids2, np.empty((len(ids1), len(ids2)) + entry))
+                for k in need}
+        var1 = store["var"].gather(ids1)
+        var2 = var1 if symmetric else store["var"].gather(ids2)
+        return step, (pair["nngp"], pair.get("ntk"), var1, var2)
+    return None
+
+
+def _sweep_evident(bank, plan, dkey):
+    """Has another member of this plan's family been banked (shallower or deeper)?"""
+    for _, shallow in _family.members(plan):
+        if ("kernel", shallow, dkey) in bank.stores:
+            return True
+    for key in bank.stores:
+        if key[0] == "kernel" and key[2] == dkey and key[1] != plan:
+            if any(shallow == plan for _, shallow in _family.members(key[1])):
+                return True
+    return False
+
+
+def compute_missing(bank, plan, dkey, kinds, x1, x2, ids1, ids2, *, batch_size, device):
+    """Compute ``{kind: K(x1, x2)}`` (``x2=None``: symmetric) for bank slots
+    ``ids1 x ids2`` (-1: new rows), with the family extras described above."""
+    symmetric = x2 is None
+    n1, n2 = len(x1), len(x1) if symmetric else len(x2)
+    start = _resume_point(bank, plan, dkey, kinds, ids1, ids1 if symmetric else ids2,
+                          symmetric)
+    first = -1 if start is None else start[0]
+    evident = _sweep_evident(bank, plan, dkey)
+    members = [(s, shallow) for s, shallow in _family.members(plan) if s >= first]
+    kernel_bytes = n1 * n2 * 8 * len(kinds)
+    if members and not evident and kernel_bytes * len(members) > SMALL_BYTES:
+        members = []
+    members = [(s, shallow) for s, shallow in members
+               if not _fully_known(bank, shallow, dkey, kinds, ids1, ids2, symmetric)]
+    capture = None
+    last = len(_engine.steps(plan)) - 2
+    if last >= 0 and _family.state_is_diagonal(plan, last):
+        entries = _engine._entries_per_pair(plan)
+        state_bytes = n1 * n2 * 8 * entries * (2 if "ntk" in kinds else 1)
+        if evident or state_bytes <= SMALL_BYTES:
+            capture = last
+    out, ro, state = _engine.compute(
+        plan, x1, x2, kinds, dkey, batch_size, device, start=start,
+        readouts=tuple(s for s, _ in members), capture=capture,
+    )
+    if start is not None:
+        from ._bank import stats
+
+        stats["resumed"] += 1
+    readouts = [(shallow, ro[s]) for s, shallow in members]
+    return Computed(bank, plan, dkey, kinds, out, readouts, state, capture, symmetric)
+
+
+def _fully_known(bank, plan, dkey, kinds, ids1, ids2, symmetric):
+    if np.any(ids1 < 0) or (not symmetric and np.any(ids2 < 0)):
+        return False
+    return bank.known(("kernel", plan, dkey), kinds, ids1,
+                      ids1 if symmetric else ids2).all()
