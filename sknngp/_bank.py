@@ -121,6 +121,7 @@ class _Pages:
         return out
 
     def scatter(self, ids1, ids2, block):
+        same = ids1 is ids2 or np.array_equal(ids1, ids2)
         for a, w1, o1, b, w2, o2 in self._pairs(ids1, ids2):
             part = block[_ix(w1, w2)]
             if a > b:
@@ -130,7 +131,7 @@ class _Pages:
                 self.known[a, b] = np.zeros((PAGE, PAGE), dtype=bool)
             _put(self.values[a, b], o1, o2, part)
             _put(self.known[a, b], o1, o2, True)
-            if a == b:  # a diagonal page holds both orientations
+            if a == b and not same:  # a diagonal page holds both orientations
                 _put(self.values[a, b], o2, o1, part.swapaxes(0, 1))
                 _put(self.known[a, b], o2, o1, True)
 
@@ -146,32 +147,61 @@ def _ix(rows, cols):
 
 
 def _put(arr, rows, cols, value):
-    arr[_ix(rows, cols)] = value
+    """``arr[rows x cols] = value`` for a page (one flat fancy index: faster
+    than a 2-D ``np.ix_`` assignment on pages with entry axes)."""
+    if isinstance(rows, slice) and isinstance(cols, slice):
+        arr[rows, cols] = value
+        return
+    r = np.arange(rows.start, rows.stop) if isinstance(rows, slice) else rows
+    c = np.arange(cols.start, cols.stop) if isinstance(cols, slice) else cols
+    flat = arr.reshape((PAGE * PAGE,) + arr.shape[2:])
+    idx = (r[:, None] * PAGE + c[None, :]).ravel()
+    value = np.broadcast_to(value, (len(r), len(c)) + arr.shape[2:])
+    flat[idx] = value.reshape((len(idx),) + arr.shape[2:])
 
 
-class _Rows:
-    """Per-slot arrays (the self-covariances of a state), page by page."""
+class _Blocks:
+    """Whole computed blocks of a pair array, kept as they were computed.
 
-    def __init__(self, entry_shape):
-        self.entry_shape = tuple(entry_shape)
-        self.values = {}
+    The states a depth sweep resumes from are large (``(n1, n2, *S)``) and are
+    requested again for exactly the blocks they were computed for (the next
+    depth meets the same missing blocks as the previous one), so they are kept
+    whole and handed back without copying; a request for a sub-block gathers.
+    """
+
+    def __init__(self):
+        self.blocks = []
 
     @property
     def nbytes(self):
-        return PAGE * 8 * int(np.prod(self.entry_shape)) * len(self.values)
+        return sum(sum(a.nbytes for a in b[2] if a is not None) for b in self.blocks)
 
-    def gather(self, ids):
-        out = np.zeros((len(ids),) + self.entry_shape)
-        for a, w, o in _Pages._groups(ids):
-            if a in self.values:
-                out[w] = self.values[a][o]
-        return out
+    def add(self, ids1, ids2, arrays):
+        self.blocks.append((np.array(ids1), np.array(ids2), arrays))
 
-    def scatter(self, ids, block):
-        for a, w, o in _Pages._groups(ids):
-            if a not in self.values:
-                self.values[a] = np.zeros((PAGE,) + self.entry_shape)
-            self.values[a][o] = block[w]
+    def find(self, ids1, ids2):
+        """``arrays`` for slots ``ids1 x ids2`` (pair arrays, then per-row
+        arrays of ``ids1`` and ``ids2``), or None if no block covers them."""
+        for b1, b2, arrays in reversed(self.blocks):
+            if np.array_equal(b1, ids1) and np.array_equal(b2, ids2):
+                return arrays
+        for b1, b2, arrays in reversed(self.blocks):
+            p1, p2 = _positions(b1, ids1), _positions(b2, ids2)
+            if p1 is None or p2 is None:
+                continue
+            pair = [None if a is None else a[np.ix_(p1, p2)] for a in arrays[:-2]]
+            return pair + [arrays[-2][p1], arrays[-1][p2]]
+        return None
+
+
+def _positions(have, want):
+    """Positions in ``have`` of each slot of ``want``; None if one is missing."""
+    order = np.argsort(have, kind="stable")
+    at = np.searchsorted(have[order], want)
+    if np.any(at >= len(have)):
+        return None
+    pos = order[at]
+    return pos if np.array_equal(have[pos], want) else None
 
 
 class _SampleBank:
@@ -214,7 +244,7 @@ class _SampleBank:
         stores = self.stores.setdefault(key, {})
         self.stores.move_to_end(key)
         if name not in stores:
-            stores[name] = _Rows(entry_shape) if name == "var" else _Pages(entry_shape)
+            stores[name] = _Blocks() if name == "blocks" else _Pages(entry_shape)
         return stores[name]
 
 

@@ -45,45 +45,23 @@ class Computed:
                 self.bank.store(key, kind).scatter(ids1, ids2, arr)
         if self.state is None:
             return
-        nngp, ntk, var1, var2 = self.state
         key = ("state", _family.prefix_key(self.plan, self.state_step), self.dkey)
-        need = sum(a.nbytes * 9 // 8 for a in (nngp, ntk) if a is not None)
-        if not make_room(need, key):
-            return
-        entry = nngp.shape[2:]
-        for kind, arr in (("nngp", nngp), ("ntk", ntk)):
-            if arr is not None:
-                self.bank.store(key, kind, entry).scatter(ids1, ids2, arr)
-        var = self.bank.store(key, "var", var1.shape[1:])
-        var.scatter(ids1, var1)
-        var.scatter(ids2, var2)
-        _drop_shallower_states(self.bank, self.plan, self.state_step, self.dkey)
+        need = sum(a.nbytes for a in self.state if a is not None)
+        if make_room(need, key):
+            self.bank.store(key, "blocks").add(ids1, ids2, list(self.state))
 
 
-def _drop_shallower_states(bank, plan, step, dkey):
-    """A deeper state of the same chain supersedes the shallower ones."""
-    for s in range(step):
-        bank.stores.pop(("state", _family.prefix_key(plan, s), dkey), None)
-
-
-def _resume_point(bank, plan, dkey, kinds, ids1, ids2, symmetric):
+def _resume_point(bank, plan, dkey, kinds, ids1, ids2):
     """The deepest banked state ``(step, host state)`` covering the block."""
     if np.any(ids1 < 0) or np.any(ids2 < 0):
         return None
-    need = ("nngp", "ntk") if "ntk" in kinds else ("nngp",)
     for step in range(len(_engine.steps(plan)) - 2, -1, -1):
-        key = ("state", _family.prefix_key(plan, step), dkey)
-        store = bank.stores.get(key)
-        if store is None or any(k not in store for k in need):
+        store = bank.stores.get(("state", _family.prefix_key(plan, step), dkey))
+        if store is None:
             continue
-        if not all(store[k].known_mask(ids1, ids2).all() for k in need):
-            continue
-        entry = store["nngp"].entry_shape
-        pair = {k: store[k].gather(ids1, ids2, np.empty((len(ids1), len(ids2)) + entry))
-                for k in need}
-        var1 = store["var"].gather(ids1)
-        var2 = var1 if symmetric else store["var"].gather(ids2)
-        return step, (pair["nngp"], pair.get("ntk"), var1, var2)
+        state = store["blocks"].find(ids1, ids2)
+        if state is not None and (state[1] is not None or "ntk" not in kinds):
+            return step, tuple(state)
     return None
 
 
@@ -104,8 +82,7 @@ def compute_missing(bank, plan, dkey, kinds, x1, x2, ids1, ids2, *, batch_size, 
     ``ids1 x ids2`` (-1: new rows), with the family extras described above."""
     symmetric = x2 is None
     n1, n2 = len(x1), len(x1) if symmetric else len(x2)
-    start = _resume_point(bank, plan, dkey, kinds, ids1, ids1 if symmetric else ids2,
-                          symmetric)
+    start = _resume_point(bank, plan, dkey, kinds, ids1, ids1 if symmetric else ids2)
     first = -1 if start is None else start[0]
     evident = _sweep_evident(bank, plan, dkey)
     members = [(s, shallow) for s, shallow in _family.members(plan) if s >= first]

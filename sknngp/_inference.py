@@ -61,8 +61,9 @@ class _Strategy:
         lam = _solvers.regularizer(np.trace(K), n, est.diag_reg, est.diag_reg_absolute_scale)
         if not self.use_eigh(est):
             K[np.diag_indices(n)] += lam
+            norm = _solvers.one_norm(K) if est.dtype == "float32" else None
             L = _solvers.cholesky(K, kind=kind, diag_reg=est.diag_reg, dtype=est.dtype)
-            _solvers.warn_float32(L, est.dtype)
+            _solvers.warn_float32(L, norm, est.dtype)
             return _Operator(L=L), lam
         w, V = est._eigh(self.main, K)
         _solvers.check_spectrum(w, lam, kind=kind, diag_reg=est.diag_reg, dtype=est.dtype)

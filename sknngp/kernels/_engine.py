@@ -217,16 +217,14 @@ def kernel_matrix(
     return Kernels(out.get("nngp"), out.get("ntk"))
 
 
-def _swap(arr, b):
-    """Exchange the two samples of a state array with ``b`` = 2 sample axes:
-    ``K[i, j, p, q] -> K[j, i, q, p]`` (``(n1, n2, *S)`` or ``(n1, n2, *S, *S)``)."""
-    rest = arr.ndim - 2
-    if rest and rest % 2 == 0 and arr.shape[2:2 + rest // 2] == arr.shape[2 + rest // 2:]:
-        h = rest // 2
-        spatial = tuple(range(2 + h, 2 + rest)) + tuple(range(2, 2 + h))
-    else:
-        spatial = tuple(range(2, arr.ndim))
-    return arr.transpose((1, 0) + spatial)
+def _swap(arr, full):
+    """Exchange the two samples of a pair array: ``K[i, j, p] -> K[j, i, p]``
+    (same-position layout ``(n1, n2, *S)``) or ``K[i, j, p, q] -> K[j, i, q, p]``
+    (``full``: ``(n1, n2, *S, *S)``)."""
+    if not full or arr.ndim == 2:
+        return arr.swapaxes(0, 1)
+    h = (arr.ndim - 2) // 2
+    return arr.transpose((1, 0) + tuple(range(2 + h, 2 + 2 * h)) + tuple(range(2, 2 + h)))
 
 
 def compute(plan, x1, x2, gets, dkey, batch_size=None, device=None, *, start=None,
@@ -271,13 +269,18 @@ def compute(plan, x1, x2, gets, dkey, batch_size=None, device=None, *, start=Non
     xs2 = xs1 if symmetric else x2.astype(np_dtype)
     lock = threading.Lock()
 
-    def put(target, i, j, ri, rj, block, diagonal_tile):
+    cap_full = False
+    if capture is not None:
+        end = steps(plan)[capture][1]
+        cap_full = plan.full_inputs[end - 1] and bool(plan.shapes[end - 1].spatial_out)
+
+    def put(target, i, j, ri, rj, block, diagonal_tile, full=False):
         if symmetric and diagonal_tile and block.ndim == 2:
             # (i, j) and (j, i) differ by round-off (summation order)
             block = 0.5 * (block + block.T)
         target[i:i + ri, j:j + rj] = block
         if symmetric and not diagonal_tile:
-            target[j:j + rj, i:i + ri] = _swap(block, 2)
+            target[j:j + rj, i:i + ri] = _swap(block, full)
 
     def run(job_index):
         i, j = jobs[job_index]
@@ -314,7 +317,7 @@ def compute(plan, x1, x2, gets, dkey, batch_size=None, device=None, *, start=Non
                     if cap_tile[k] is not None:
                         if cap[k] is None:
                             cap[k] = np.empty((n1, n2) + cap_tile[k].shape[2:])
-                        put(cap[k], i, j, ri, rj, cap_tile[k], diagonal_tile)
+                        put(cap[k], i, j, ri, rj, cap_tile[k], diagonal_tile, cap_full)
                 for k, (at, r) in ((2, (i, ri)), (3, (j, rj))):
                     if cap[k] is None:
                         cap[k] = np.empty(((n1, n2)[k - 2],) + cap_tile[k].shape[1:])

@@ -305,7 +305,7 @@ def _finding_7(df):
                  else f"float32 matches float64 up to n={states[-1][0]:g}")
         lines.append(f"{arch}: {where}. " + "; ".join(desc) + ".")
     if lines:
-        notes = rows["note"].fillna("").astype(str)
+        notes = rows["note"].map(lambda v: v if isinstance(v, str) else "")
         failed = notes.str.contains("positive definite").any()
         warned = notes.str.contains("condition number").any()
         lines.insert(0, "Rule: float32 matches float64 (within 1 point) at the smallest size and "
