@@ -168,10 +168,10 @@ def test_stack_must_end_without_spatial_axes():
 def test_host_memory_estimate_refuses_impossible_job(monkeypatch):
     import os
 
-    from sknngp.kernels import _engine
+    from sknngp.kernels import _tiles
 
     real = os.sysconf
-    monkeypatch.setattr(_engine.os, "sysconf",
+    monkeypatch.setattr(_tiles.os, "sysconf",
                         lambda k: 1 if k == "SC_AVPHYS_PAGES" else real(k))
     with pytest.raises(MemoryError, match=r"kernel matrix needs .* GiB on the host"):
         kernel_matrix(np.ones((50, 3)))

@@ -1,0 +1,281 @@
+"""Tiles: the unit of kernel work, their memory plan and their pipeline.
+
+The ``(n1, n2)`` matrix is cut into ``tile x tile`` blocks. Each tile is one
+pass of a chain of jitted steps (compiled once per tile shape: the last,
+partial tiles are zero-padded to the full size), so memory is bounded by the
+tile size whatever ``n``. For a symmetric block only tiles on or above the
+diagonal are computed and mirrored. Tiles are spread over the local devices
+of the chosen backend and over worker threads (XLA releases the GIL) and
+gathered on the host. A computation can also start from a banked state and
+return intermediate states and readouts (see :mod:`sknngp._depths`).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import jax
+import numpy as np
+
+from ._propagate import finish, initial_state, run_step, steps
+from ._validation import _DTYPES, resolve_devices
+
+
+def _entries_per_pair(plan):
+    """Largest number of covariance entries one input pair carries."""
+    worst = 1
+    for full, spatial in zip(plan.full_inputs, plan.spatial_in):
+        p = int(np.prod(spatial)) if spatial else 1
+        worst = max(worst, p * p if (full and spatial) else p)
+    return worst
+
+
+def _tile_bytes(plan, tile, itemsize):
+    """Upper estimate of the memory of one tile computation: nngp, ntk, the
+    padded conv inputs and a few fused temporaries."""
+    return 8 * tile * tile * _entries_per_pair(plan) * itemsize
+
+
+#: covariance entries per array that keep a tile's working set in cache;
+#: measured on CNN-GAP-8 / CNN-VEC-8 (8x8 inputs): tiles of 8 and 32 beat 16
+#: and 128 by 1.5-3x, because XLA:CPU's fused passes become memory-bound.
+TILE_ENTRIES = 2**18
+
+
+def choose_tile(plan, n1, n2, batch_size):
+    if batch_size is not None:
+        if (
+            isinstance(batch_size, bool)
+            or not isinstance(batch_size, (int, np.integer))
+            or batch_size < 1
+        ):
+            raise ValueError(
+                f"batch_size must be a positive integer or None; got {batch_size!r}."
+            )
+        return int(batch_size)
+    tile = int(math.sqrt(TILE_ENTRIES / _entries_per_pair(plan)))
+    return max(1, min(tile, 512, max(n1, n2)))
+
+
+def _check_memory(n1, n2, n_out, plan, tile, itemsize):
+    try:
+        avail = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
+        return
+    host = n1 * n2 * 8 * n_out
+    if host > avail:
+        raise MemoryError(
+            f"the kernel matrix needs {host / 2**30:.1f} GiB on the host "
+            f"({n1} x {n2} x {n_out} float64) but only {avail / 2**30:.1f} GiB is "
+            "available; compute it in row blocks (pass slices of X1) or use fewer samples."
+        )
+    one = _tile_bytes(plan, tile, itemsize)
+    if one > avail:
+        raise MemoryError(
+            f"one {tile}x{tile} tile needs about {one / 2**30:.1f} GiB but only "
+            f"{avail / 2**30:.1f} GiB is available; pass a smaller batch_size."
+        )
+
+
+class _Pipeline:
+    """One jitted function per step (see ``_propagate.steps``), chained.
+
+    ``run(x1, x2)`` computes a tile (``x2=None``: a diagonal tile of a
+    symmetric matrix). ``start=(b, state)`` resumes from the state after step
+    ``b`` instead of the inputs; ``taps`` lists steps whose output state is
+    returned as well (for readouts of shallower stacks and for resuming).
+    """
+
+    def __init__(self, plan, want_ntk):
+        self.plan, self.want_ntk = plan, want_ntk
+        self.bounds = bounds = steps(plan)
+        self.first = jax.jit(
+            lambda x1, x2: run_step(plan, bounds[0], initial_state(plan, x1, x2), want_ntk)
+        )
+        self.first_same = jax.jit(
+            lambda x1: run_step(plan, bounds[0], initial_state(plan, x1, x1, True), want_ntk)
+        )
+        self.rest = [None] + [
+            jax.jit(functools.partial(_step, plan, bd, want_ntk)) for bd in bounds[1:]
+        ]
+
+    def run(self, x1, x2, start=None, taps=()):
+        if start is None:
+            state = self.first_same(x1) if x2 is None else self.first(x1, x2)
+            done = 0
+        else:
+            done, state = start
+        tapped = {done: state} if done in taps else {}
+        for s in range(done + 1, len(self.bounds)):
+            state = self.rest[s](state)
+            if s in taps:
+                tapped[s] = state
+        return finish(state, self.want_ntk), tapped
+
+    def readout(self, state):
+        """The last step (the layers after the last nonlinearity) on a state."""
+        return finish(self.rest[-1](state), self.want_ntk)
+
+
+@functools.lru_cache(maxsize=64)
+def pipeline(plan, want_ntk):
+    return _Pipeline(plan, want_ntk)
+
+
+def _step(plan, bounds, want_ntk, state):
+    return run_step(plan, bounds, state, want_ntk)
+
+
+def _pad_rows(x, size):
+    if x.shape[0] == size:
+        return x
+    pad = np.zeros((size - x.shape[0],) + x.shape[1:], dtype=x.dtype)
+    return np.concatenate([x, pad])
+
+
+def _swap(arr, full):
+    """Exchange the two samples of a pair array: ``K[i, j, p] -> K[j, i, p]``
+    (same-position layout ``(n1, n2, *S)``) or ``K[i, j, p, q] -> K[j, i, q, p]``
+    (``full``: ``(n1, n2, *S, *S)``)."""
+    if not full or arr.ndim == 2:
+        return arr.swapaxes(0, 1)
+    h = (arr.ndim - 2) // 2
+    return arr.transpose((1, 0) + tuple(range(2 + h, 2 + 2 * h)) + tuple(range(2, 2 + h)))
+
+
+def compute(plan, x1, x2, gets, dkey, batch_size=None, device=None, *, start=None,
+            readouts=(), capture=None):
+    """Tiled evaluation of a prepared plan (``x2=None``: the symmetric block).
+
+    Parameters
+    ----------
+    start : (step, state), optional
+        Resume from host arrays ``(nngp, ntk, var1, var2)`` holding the state
+        after step ``step`` for these rows, instead of from the inputs.
+    readouts : tuple of int
+        Steps after which the last step is also applied (the kernels of the
+        shallower stacks of a family, see :mod:`sknngp.kernels._family`).
+    capture : int, optional
+        Step whose output state is returned as host arrays.
+
+    Returns
+    -------
+    out : dict {kind: (n1, n2)}; readout : {step: {kind: (n1, n2)}};
+    state : tuple of host arrays or None
+    """
+    symmetric = x2 is None
+    if symmetric:
+        x2 = x1
+    np_dtype = _DTYPES[dkey]
+    n1, n2 = x1.shape[0], x2.shape[0]
+    tile = choose_tile(plan, n1, n2, batch_size)
+    extra = 0 if capture is None else 2 * _entries_per_pair(plan)
+    _check_memory(n1, n2, len(gets) * (1 + len(readouts)) + extra, plan, tile,
+                  np.dtype(np_dtype).itemsize)
+    devices = resolve_devices(device)
+    pipe = pipeline(plan, "ntk" in gets)
+    taps = tuple(readouts) + (() if capture is None else (capture,))
+
+    jobs = [(i, j) for i in range(0, n1, tile) for j in range(0, n2, tile)
+            if not (symmetric and j < i)]
+    out = {g: np.empty((n1, n2), dtype=np.float64) for g in gets}
+    ro = {b: {g: np.empty((n1, n2), dtype=np.float64) for g in gets} for b in readouts}
+    cap = [None, None, None, None]
+    xs1 = x1.astype(np_dtype)
+    xs2 = xs1 if symmetric else x2.astype(np_dtype)
+    lock = threading.Lock()
+
+    cap_full = False
+    if capture is not None:
+        end = steps(plan)[capture][1]
+        cap_full = plan.full_inputs[end - 1] and bool(plan.shapes[end - 1].spatial_out)
+
+    def put(target, i, j, ri, rj, block, diagonal_tile, full=False):
+        if symmetric and diagonal_tile and block.ndim == 2:
+            # (i, j) and (j, i) differ by round-off (summation order)
+            block = 0.5 * (block + block.T)
+        target[i:i + ri, j:j + rj] = block
+        if symmetric and not diagonal_tile:
+            target[j:j + rj, i:i + ri] = _swap(block, full)
+
+    def run(job_index):
+        i, j = jobs[job_index]
+        dev = devices[job_index % len(devices)]
+        diagonal_tile = symmetric and i == j
+        ri, rj = min(tile, n1 - i), min(tile, n2 - j)
+        with jax.enable_x64(dkey == "float64"):
+            if start is None:
+                a = jax.device_put(_pad_rows(xs1[i:i + tile], tile), dev)
+                b = None if diagonal_tile else jax.device_put(
+                    _pad_rows(xs2[j:j + tile], tile), dev)
+                res, tapped = pipe.run(a, b, taps=taps)
+            else:
+                res, tapped = pipe.run(None, None, taps=taps, start=(
+                    start[0], _state_tile(start[1], i, j, tile, np_dtype, dev)))
+            host = lambda pair: {g: np.asarray(pair[k], dtype=np.float64)[:ri, :rj]
+                                 for g, k in (("nngp", 0), ("ntk", 1)) if g in gets}
+            res = host(res)
+            ro_tiles = {b: host(pipe.readout(tapped[b])) for b in readouts}
+            cap_tile = None
+            if capture is not None:
+                st = tapped[capture]
+                cap_tile = [None if st[k] is None else np.asarray(st[k], np.float64)[:ri, :rj]
+                            for k in (0, 1)]
+                cap_tile += [np.asarray(st[2], np.float64)[:ri],
+                             np.asarray(st[3], np.float64)[:rj]]
+        with lock:
+            for g in gets:
+                put(out[g], i, j, ri, rj, res[g], diagonal_tile)
+                for bnd in readouts:
+                    put(ro[bnd][g], i, j, ri, rj, ro_tiles[bnd][g], diagonal_tile)
+            if cap_tile is not None:
+                for k in (0, 1):
+                    if cap_tile[k] is not None:
+                        if cap[k] is None:
+                            cap[k] = np.empty((n1, n2) + cap_tile[k].shape[2:])
+                        put(cap[k], i, j, ri, rj, cap_tile[k], diagonal_tile, cap_full)
+                for k, (at, r) in ((2, (i, ri)), (3, (j, rj))):
+                    if cap[k] is None:
+                        cap[k] = np.empty(((n1, n2)[k - 2],) + cap_tile[k].shape[1:])
+                    cap[k][at:at + r] = cap_tile[k]
+                if symmetric:
+                    cap[2][j:j + rj] = cap_tile[3]
+                    cap[3][i:i + ri] = cap_tile[2]
+
+    n_workers = _n_workers(devices)
+    if n_workers == 1 or len(jobs) == 1:
+        for k in range(len(jobs)):
+            run(k)
+    else:
+        with ThreadPoolExecutor(n_workers) as pool:
+            list(pool.map(run, range(len(jobs))))
+    return out, ro, (None if capture is None else tuple(cap))
+
+
+def _state_tile(state, i, j, tile, np_dtype, dev):
+    """Rows ``i:i+tile`` x columns ``j:j+tile`` of a host state, padded and on ``dev``."""
+    nngp, ntk, var1, var2 = state
+
+    def pair_block(arr):
+        if arr is None:
+            return None
+        block = arr[i:i + tile, j:j + tile]
+        pad = [(0, tile - block.shape[0]), (0, tile - block.shape[1])]
+        pad += [(0, 0)] * (block.ndim - 2)
+        return jax.device_put(np.pad(block, pad).astype(np_dtype), dev)
+
+    def row_block(arr, at):
+        return jax.device_put(_pad_rows(arr[at:at + tile], tile).astype(np_dtype), dev)
+
+    return pair_block(nngp), pair_block(ntk), row_block(var1, i), row_block(var2, j)
+
+
+def _n_workers(devices):
+    """Concurrent tile computations: one per device; on CPU one per core."""
+    if all(d.platform == "cpu" for d in devices):
+        return max(len(devices), os.cpu_count() or 1)
+    return len(devices)
