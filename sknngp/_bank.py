@@ -210,6 +210,7 @@ class _SampleBank:
     def __init__(self):
         self.slots = {}
         self.stores: "OrderedDict[tuple, dict]" = OrderedDict()
+        self.requested = set()  # (plan, dtype) of every request: evidence of sweeps
 
     @property
     def nbytes(self):
@@ -294,6 +295,7 @@ def kernels(plan, dkey, X1, keys1, X2, keys2, kinds, *, batch_size=None, device=
     with _lock:
         stats["requests"] += 1
         bank = _bank(tuple(X1.shape[1:]))
+        bank.requested.add((plan, dkey))
         ids1, ids2 = bank.lookup(keys1), bank.lookup(keys2)
         known = bank.known(key, kinds, ids1, ids2)
         n1, n2 = known.shape

@@ -22,8 +22,8 @@ from .architecture.params import ARCHITECTURE_CONSTRAINTS, ARCHITECTURE_DOC, INP
 from .kernels import _engine
 
 #: test rows per block of kernel entries at prediction time (bounds memory:
-#: 2**25 entries are 256 MiB of float64)
-PREDICT_ENTRIES = 2**25
+#: 2**23 entries are 64 MiB of float64)
+PREDICT_ENTRIES = 2**23
 
 KERNEL_CONSTRAINTS = {
     **ARCHITECTURE_CONSTRAINTS,

@@ -6,10 +6,10 @@ and columns with missing entries. Besides the requested kernels it
 - resumes from the deepest banked state of a prefix of the stack that covers
   the block (so depth ``d + 1`` after depth ``d`` costs one layer);
 - reads off the kernels of the shallower members of the stack's family (the
-  head applied after each earlier nonlinearity), when they fit the memory
-  plan or a sweep over depth is evident;
-- keeps the state before the head when a sweep is evident (another member of
-  the family was requested before) or when it is small.
+  head applied after each earlier nonlinearity), when they are small
+  (:data:`SMALL_BYTES`) or a sweep over depth is evident (another member of
+  the family was requested before);
+- keeps the state before the head when a sweep is evident.
 
 What it computed is only stored by :meth:`Computed.commit`, after success.
 """
@@ -20,8 +20,8 @@ import numpy as np
 
 from .kernels import _engine, _family
 
-#: readouts and states up to this many bytes are kept without evidence of a sweep
-SMALL_BYTES = 256 * 2**20
+#: readouts up to this many bytes in all are kept without evidence of a sweep
+SMALL_BYTES = 64 * 2**20
 
 
 class Computed:
@@ -66,15 +66,15 @@ def _resume_point(bank, plan, dkey, kinds, ids1, ids2):
 
 
 def _sweep_evident(bank, plan, dkey):
-    """Has another member of this plan's family been banked (shallower or deeper)?"""
+    """Was another member of this plan's family requested (shallower or deeper)?"""
     for _, shallow in _family.members(plan):
-        if ("kernel", shallow, dkey) in bank.stores:
+        if (shallow, dkey) in bank.requested:
             return True
-    for key in bank.stores:
-        if key[0] == "kernel" and key[2] == dkey and key[1] != plan:
-            if any(shallow == plan for _, shallow in _family.members(key[1])):
-                return True
-    return False
+    return any(
+        other != plan and d == dkey
+        and any(shallow == plan for _, shallow in _family.members(other))
+        for other, d in bank.requested
+    )
 
 
 def compute_missing(bank, plan, dkey, kinds, x1, x2, ids1, ids2, *, batch_size, device):
@@ -93,11 +93,8 @@ def compute_missing(bank, plan, dkey, kinds, x1, x2, ids1, ids2, *, batch_size, 
                if not _fully_known(bank, shallow, dkey, kinds, ids1, ids2, symmetric)]
     capture = None
     last = len(_engine.steps(plan)) - 2
-    if last >= 0 and _family.state_is_diagonal(plan, last):
-        entries = _engine._entries_per_pair(plan)
-        state_bytes = n1 * n2 * 8 * entries * (2 if "ntk" in kinds else 1)
-        if evident or state_bytes <= SMALL_BYTES:
-            capture = last
+    if evident and last >= 0 and _family.state_is_diagonal(plan, last):
+        capture = last
     out, ro, state = _engine.compute(
         plan, x1, x2, kinds, dkey, batch_size, device, start=start,
         readouts=tuple(s for s, _ in members), capture=capture,

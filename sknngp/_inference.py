@@ -75,14 +75,14 @@ class _Strategy:
     def fit(self, est, K, Y):
         """Dual coefficients ``T Y`` and the ridge; ``K`` is consumed."""
         op, lam = self.train_operator(est, K, Y.size)
-        est._cache[("op", self.main)] = op
-        return op.apply(Y), lam
+        return op.apply(Y), lam  # the factor is not kept: std/cov rebuild it on demand
 
     def mean(self, est, cross):
         return cross[self.main] @ est.dual_coef_
 
     def operator(self, est):
-        """The fitted operator, rebuilt from the bank after unpickling."""
+        """The operator of the fitted train kernel, built from the bank on first
+        use (std / covariance) and then cached (not pickled)."""
         op = est._cache.get(("op", self.main))
         if op is None:
             K = est._train_kernels((self.main,))[self.main]

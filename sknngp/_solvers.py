@@ -68,26 +68,34 @@ def _not_pd(kind, diag_reg, dtype, detail):
 
 
 def cholesky(A, *, kind, diag_reg, dtype):
-    """Lower Cholesky factor of ``A`` (overwritten), with a clear error on failure."""
+    """Cholesky factor ``U`` (``A = U^T U``) of a symmetric ``A``, computed in
+    place, with a clear error on failure.
+
+    ``A`` is C-ordered; its transpose (the same symmetric matrix) is
+    Fortran-ordered, which LAPACK takes without a copy. ``U`` is returned
+    Fortran-ordered, as the solves below expect (no n x n copies).
+    """
     try:
         with blas_threads(len(A)):
-            return scipy.linalg.cholesky(A, lower=True, overwrite_a=True, check_finite=False)
+            return scipy.linalg.cholesky(A.T, lower=False, overwrite_a=True,
+                                         check_finite=False)
     except np.linalg.LinAlgError as exc:
         found = re.search(r"(\d+)", str(exc))
         pivot = f"pivot {found.group(1)} of {len(A)} failed" if found else str(exc)
         raise _not_pd(kind, diag_reg, dtype, pivot) from None
 
 
-def cho_solve(L, B):
-    """``(L L^T)^-1 B``."""
-    with blas_threads(len(L)):
-        return scipy.linalg.cho_solve((L, True), B, check_finite=False)
+def cho_solve(U, B):
+    """``(U^T U)^-1 B``."""
+    with blas_threads(len(U)):
+        return scipy.linalg.cho_solve((U, False), B, check_finite=False)
 
 
-def half_solve(L, B):
-    """``L^-1 B``: ``||L^-1 k||^2 = k^T (L L^T)^-1 k``."""
-    with blas_threads(len(L)):
-        return scipy.linalg.solve_triangular(L, B, lower=True, check_finite=False)
+def half_solve(U, B):
+    """``U^-T B``: ``||U^-T k||^2 = k^T (U^T U)^-1 k``."""
+    with blas_threads(len(U)):
+        return scipy.linalg.solve_triangular(U, B, trans="T", lower=False,
+                                             check_finite=False)
 
 
 def one_norm(A):
@@ -95,7 +103,7 @@ def one_norm(A):
     return float(np.max(np.sum(np.abs(A), axis=0)))
 
 
-def warn_float32(L, norm, dtype):
+def warn_float32(U, norm, dtype):
     """Warn when a float32 kernel leaves the solve with a large estimated error.
 
     The float32 kernel differs from the exact one by about ``eps32`` relative;
@@ -106,7 +114,7 @@ def warn_float32(L, norm, dtype):
     """
     if dtype != "float32":
         return
-    rcond, info = scipy.linalg.lapack.dpocon(L, norm, uplo="L")
+    rcond, info = scipy.linalg.lapack.dpocon(U, norm, uplo="U")
     cond = np.inf if info != 0 or rcond <= 0 else 1.0 / rcond
     error = cond * float(np.finfo(np.float32).eps)
     if error > FLOAT32_WARN:

@@ -28,7 +28,7 @@ def members(plan):
     head = bounds[-1][0]
     first = plan.shapes[0]
     out = []
-    for step in range(len(bounds) - 1):
+    for step in range(len(bounds) - 2):  # the last nonlinear step is the stack itself
         end = bounds[step][1]
         layers = plan.layers[:end] + plan.layers[head:]
         try:
