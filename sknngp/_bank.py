@@ -161,12 +161,13 @@ def _put(arr, rows, cols, value):
 
 
 class _Blocks:
-    """Whole computed blocks of a pair array, kept as they were computed.
+    """Whole computed blocks of a state, kept as they were computed.
 
     The states a depth sweep resumes from are large (``(n1, n2, *S)``) and are
     requested again for exactly the blocks they were computed for (the next
     depth meets the same missing blocks as the previous one), so they are kept
-    whole and handed back without copying; a request for a sub-block gathers.
+    as the engine's :class:`~sknngp.kernels._tiles.TileState` and handed back
+    as they are; a request for a sub-block gathers host arrays.
     """
 
     def __init__(self):
@@ -174,23 +175,29 @@ class _Blocks:
 
     @property
     def nbytes(self):
-        return sum(sum(a.nbytes for a in b[2] if a is not None) for b in self.blocks)
+        return sum(b[2].nbytes for b in self.blocks)
 
-    def add(self, ids1, ids2, arrays):
-        self.blocks.append((np.array(ids1), np.array(ids2), arrays))
+    def add(self, ids1, ids2, state):
+        self.blocks.append((np.array(ids1), np.array(ids2), state))
+
+    def discard(self, ids1, ids2):
+        """Drop the block computed for exactly these slots (superseded)."""
+        self.blocks = [b for b in self.blocks
+                       if not (np.array_equal(b[0], ids1) and np.array_equal(b[1], ids2))]
 
     def find(self, ids1, ids2):
-        """``arrays`` for slots ``ids1 x ids2`` (pair arrays, then per-row
-        arrays of ``ids1`` and ``ids2``), or None if no block covers them."""
-        for b1, b2, arrays in reversed(self.blocks):
+        """The state for slots ``ids1 x ids2``: the kept TileState itself, host
+        arrays gathered from a covering block, or None."""
+        for b1, b2, state in reversed(self.blocks):
             if np.array_equal(b1, ids1) and np.array_equal(b2, ids2):
-                return arrays
-        for b1, b2, arrays in reversed(self.blocks):
+                return state
+        for b1, b2, state in reversed(self.blocks):
             p1, p2 = _positions(b1, ids1), _positions(b2, ids2)
             if p1 is None or p2 is None:
                 continue
-            pair = [None if a is None else a[np.ix_(p1, p2)] for a in arrays[:-2]]
-            return pair + [arrays[-2][p1], arrays[-1][p2]]
+            nngp, ntk, var1, var2 = state.host()
+            pair = [None if a is None else a[np.ix_(p1, p2)] for a in (nngp, ntk)]
+            return (*pair, var1[p1], var2[p2])
         return None
 
 
@@ -267,8 +274,11 @@ def _make_room(needed, keep):
     if needed > MAX_BANK_BYTES:
         return False
     while _total_bytes() + needed > MAX_BANK_BYTES:
-        victims = [(bank, key) for bank in _banks.values() for key in bank.stores
-                   if key != keep]
+        # states (a sweep's shortcut) go before kernels, least recently used first
+        victims = sorted(
+            ((bank, key) for bank in _banks.values() for key in bank.stores if key != keep),
+            key=lambda bk: bk[1][0] != "state",
+        )
         if not victims:
             return False
         bank, key = victims[0]

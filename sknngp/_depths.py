@@ -46,9 +46,15 @@ class Computed:
         if self.state is None:
             return
         key = ("state", _family.prefix_key(self.plan, self.state_step), self.dkey)
-        need = sum(a.nbytes for a in self.state if a is not None)
+        need = self.state.nbytes
+        # the same block's shallower states of this chain are superseded
+        for step in range(self.state_step):
+            older = self.bank.stores.get(
+                ("state", _family.prefix_key(self.plan, step), self.dkey))
+            if older is not None:
+                older["blocks"].discard(ids1, ids2)
         if make_room(need, key):
-            self.bank.store(key, "blocks").add(ids1, ids2, list(self.state))
+            self.bank.store(key, "blocks").add(ids1, ids2, self.state)
 
 
 def _resume_point(bank, plan, dkey, kinds, ids1, ids2):
@@ -60,8 +66,11 @@ def _resume_point(bank, plan, dkey, kinds, ids1, ids2):
         if store is None:
             continue
         state = store["blocks"].find(ids1, ids2)
-        if state is not None and (state[1] is not None or "ntk" not in kinds):
-            return step, tuple(state)
+        if state is None:
+            continue
+        has_ntk = state.has_ntk if hasattr(state, "has_ntk") else state[1] is not None
+        if has_ntk or "ntk" not in kinds:
+            return step, state
     return None
 
 

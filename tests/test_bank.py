@@ -175,3 +175,19 @@ def test_classifiers_and_regressors_are_siblings():
         assert not hasattr(cls, "sample_y") and not hasattr(cls, "log_marginal_likelihood")
     assert hasattr(NNGPRegressor, "log_marginal_likelihood")
     assert not hasattr(NTKRegressor, "log_marginal_likelihood")
+
+
+def test_resuming_a_sub_block_of_a_kept_state(digits):
+    """A fold inside the rows of a kept state resumes from gathered host arrays
+    (mirrored lower tiles included: tiles of 16 on 120 rows)."""
+    X, y = digits
+    for depth in (1, 2):  # depth 2 keeps its state for X x X (sweep evident)
+        NTKClassifier(depth=depth, batch_size=16, **CNN).fit(X, y)
+    resumed = _bank.stats["resumed"]
+    sub = X[::-3]  # another order, a subset: not the kept tiling
+    est = NTKClassifier(depth=3, batch_size=16, **CNN).fit(sub, y[::-3])
+    assert _bank.stats["resumed"] == resumed + 1
+    ref = kernel_matrix(sub, get=("nngp", "ntk"), depth=3, **CNN)
+    got = est._train_kernels(("nngp", "ntk"))
+    np.testing.assert_allclose(got["ntk"], ref.ntk, rtol=1e-13, atol=0)
+    np.testing.assert_allclose(got["nngp"], ref.nngp, rtol=1e-13, atol=0)

@@ -154,18 +154,20 @@ def compute(plan, x1, x2, gets, dkey, batch_size=None, device=None, *, start=Non
     Parameters
     ----------
     start : (step, state), optional
-        Resume from host arrays ``(nngp, ntk, var1, var2)`` holding the state
-        after step ``step`` for these rows, instead of from the inputs.
+        Resume from the state after step ``step`` for these rows, instead of
+        from the inputs: a :class:`TileState` (used tile by tile, without
+        copies, when its tiling matches) or host arrays
+        ``(nngp, ntk, var1, var2)``.
     readouts : tuple of int
         Steps after which the last step is also applied (the kernels of the
         shallower stacks of a family, see :mod:`sknngp.kernels._family`).
     capture : int, optional
-        Step whose output state is returned as host arrays.
+        Step whose output state is returned, as a :class:`TileState`.
 
     Returns
     -------
     out : dict {kind: (n1, n2)}; readout : {step: {kind: (n1, n2)}};
-    state : tuple of host arrays or None
+    state : TileState or None
     """
     symmetric = x2 is None
     if symmetric:
@@ -184,15 +186,21 @@ def compute(plan, x1, x2, gets, dkey, batch_size=None, device=None, *, start=Non
             if not (symmetric and j < i)]
     out = {g: np.empty((n1, n2), dtype=np.float64) for g in gets}
     ro = {b: {g: np.empty((n1, n2), dtype=np.float64) for g in gets} for b in readouts}
-    cap = [None, None, None, None]
     xs1 = x1.astype(np_dtype)
     xs2 = xs1 if symmetric else x2.astype(np_dtype)
     lock = threading.Lock()
 
-    cap_full = False
+    cap = None
     if capture is not None:
         end = steps(plan)[capture][1]
-        cap_full = plan.full_inputs[end - 1] and bool(plan.shapes[end - 1].spatial_out)
+        full = plan.full_inputs[end - 1] and bool(plan.shapes[end - 1].spatial_out)
+        cap = TileState(tile, n1, n2, symmetric, full, dkey)
+    resume = None
+    if start is not None:
+        step0, state0 = start
+        if isinstance(state0, TileState) and not state0.fits(tile, n1, n2, symmetric, dkey):
+            state0 = state0.host()
+        resume = step0, state0
 
     def put(target, i, j, ri, rj, block, diagonal_tile, full=False):
         if symmetric and diagonal_tile and block.ndim == 2:
@@ -214,37 +222,24 @@ def compute(plan, x1, x2, gets, dkey, batch_size=None, device=None, *, start=Non
                     _pad_rows(xs2[j:j + tile], tile), dev)
                 res, tapped = pipe.run(a, b, taps=taps)
             else:
-                res, tapped = pipe.run(None, None, taps=taps, start=(
-                    start[0], _state_tile(start[1], i, j, tile, np_dtype, dev)))
+                step0, state0 = resume
+                if isinstance(state0, TileState):
+                    st0 = tuple(None if a is None else jax.device_put(a, dev)
+                                for a in state0.tiles[i, j])
+                else:
+                    st0 = _state_tile(state0, i, j, tile, np_dtype, dev)
+                res, tapped = pipe.run(None, None, taps=taps, start=(step0, st0))
             host = lambda pair: {g: np.asarray(pair[k], dtype=np.float64)[:ri, :rj]
                                  for g, k in (("nngp", 0), ("ntk", 1)) if g in gets}
             res = host(res)
             ro_tiles = {b: host(pipe.readout(tapped[b])) for b in readouts}
-            cap_tile = None
-            if capture is not None:
-                st = tapped[capture]
-                cap_tile = [None if st[k] is None else np.asarray(st[k], np.float64)[:ri, :rj]
-                            for k in (0, 1)]
-                cap_tile += [np.asarray(st[2], np.float64)[:ri],
-                             np.asarray(st[3], np.float64)[:rj]]
+            if cap is not None:
+                cap.tiles[i, j] = tapped[capture]  # kept as computed: no copy
         with lock:
             for g in gets:
                 put(out[g], i, j, ri, rj, res[g], diagonal_tile)
                 for bnd in readouts:
                     put(ro[bnd][g], i, j, ri, rj, ro_tiles[bnd][g], diagonal_tile)
-            if cap_tile is not None:
-                for k in (0, 1):
-                    if cap_tile[k] is not None:
-                        if cap[k] is None:
-                            cap[k] = np.empty((n1, n2) + cap_tile[k].shape[2:])
-                        put(cap[k], i, j, ri, rj, cap_tile[k], diagonal_tile, cap_full)
-                for k, (at, r) in ((2, (i, ri)), (3, (j, rj))):
-                    if cap[k] is None:
-                        cap[k] = np.empty(((n1, n2)[k - 2],) + cap_tile[k].shape[1:])
-                    cap[k][at:at + r] = cap_tile[k]
-                if symmetric:
-                    cap[2][j:j + rj] = cap_tile[3]
-                    cap[3][i:i + ri] = cap_tile[2]
 
     n_workers = _n_workers(devices)
     if n_workers == 1 or len(jobs) == 1:
@@ -253,7 +248,58 @@ def compute(plan, x1, x2, gets, dkey, batch_size=None, device=None, *, start=Non
     else:
         with ThreadPoolExecutor(n_workers) as pool:
             list(pool.map(run, range(len(jobs))))
-    return out, ro, (None if capture is None else tuple(cap))
+    return out, ro, cap
+
+
+class TileState:
+    """The state after a step, kept tile by tile as the computation left it.
+
+    ``tiles[i, j]`` holds the (padded) arrays ``(nngp, ntk, var1, var2)`` of
+    the tile at rows ``i`` and columns ``j`` (upper tiles only for a symmetric
+    block). A later computation with the same tiling resumes from them
+    directly; :meth:`host` assembles whole host arrays otherwise.
+    """
+
+    def __init__(self, tile, n1, n2, symmetric, full, dkey):
+        self.tile, self.n1, self.n2 = tile, n1, n2
+        self.symmetric, self.full, self.dkey = symmetric, full, dkey
+        self.tiles = {}
+
+    @property
+    def nbytes(self):
+        return sum(a.nbytes for t in self.tiles.values() for a in t if a is not None)
+
+    @property
+    def has_ntk(self):
+        return all(t[1] is not None for t in self.tiles.values())
+
+    def fits(self, tile, n1, n2, symmetric, dkey):
+        return (tile, n1, n2, symmetric, dkey) == (
+            self.tile, self.n1, self.n2, self.symmetric, self.dkey)
+
+    def host(self):
+        """``(nngp, ntk, var1, var2)`` as float64 host arrays of the whole block."""
+        n1, n2, t = self.n1, self.n2, self.tile
+        out = [None, None, np.empty((n1,) + self._entry(2)), np.empty((n2,) + self._entry(2))]
+        for k in (0, 1):
+            if self.has_ntk or k == 0:
+                out[k] = np.empty((n1, n2) + self._entry(k))
+        for (i, j), arrays in self.tiles.items():
+            ri, rj = min(t, n1 - i), min(t, n2 - j)
+            a = [None if x is None else np.asarray(x, np.float64) for x in arrays]
+            for k in (0, 1):
+                if out[k] is not None:
+                    out[k][i:i + ri, j:j + rj] = a[k][:ri, :rj]
+                    if self.symmetric and i != j:
+                        out[k][j:j + rj, i:i + ri] = _swap(a[k][:ri, :rj], self.full)
+            out[2][i:i + ri], out[3][j:j + rj] = a[2][:ri], a[3][:rj]
+            if self.symmetric:
+                out[2][j:j + rj], out[3][i:i + ri] = a[3][:rj], a[2][:ri]
+        return tuple(out)
+
+    def _entry(self, k):
+        first = next(iter(self.tiles.values()))
+        return tuple(first[0 if k < 2 else 2].shape[2 if k < 2 else 1:])
 
 
 def _state_tile(state, i, j, tile, np_dtype, dev):
@@ -264,12 +310,14 @@ def _state_tile(state, i, j, tile, np_dtype, dev):
         if arr is None:
             return None
         block = arr[i:i + tile, j:j + tile]
-        pad = [(0, tile - block.shape[0]), (0, tile - block.shape[1])]
-        pad += [(0, 0)] * (block.ndim - 2)
-        return jax.device_put(np.pad(block, pad).astype(np_dtype), dev)
+        if block.shape[:2] != (tile, tile):
+            pad = [(0, tile - block.shape[0]), (0, tile - block.shape[1])]
+            block = np.pad(block, pad + [(0, 0)] * (block.ndim - 2))
+        return jax.device_put(np.ascontiguousarray(block, dtype=np_dtype), dev)
 
     def row_block(arr, at):
-        return jax.device_put(_pad_rows(arr[at:at + tile], tile).astype(np_dtype), dev)
+        block = _pad_rows(arr[at:at + tile], tile)
+        return jax.device_put(np.ascontiguousarray(block, dtype=np_dtype), dev)
 
     return pair_block(nngp), pair_block(ntk), row_block(var1, i), row_block(var2, j)
 
