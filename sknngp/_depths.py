@@ -9,7 +9,11 @@ and columns with missing entries. Besides the requested kernels it
   head applied after each earlier nonlinearity), when they are small
   (:data:`SMALL_BYTES`) or a sweep over depth is evident (another member of
   the family was requested before);
-- keeps the state before the head when a sweep is evident.
+- keeps the state before the head when a sweep is evident, or, for stacks
+  with spatial states (convolutions: each layer costs ``P = H * W`` times
+  more per entry than a dense one), whenever the state takes at most a
+  quarter of the bank's budget. Flat stacks' states are as large as the
+  kernel itself, so they are kept only for evident sweeps.
 
 What it computed is only stored by :meth:`Computed.commit`, after success.
 """
@@ -102,8 +106,13 @@ def compute_missing(bank, plan, dkey, kinds, x1, x2, ids1, ids2, *, batch_size, 
                if not _fully_known(bank, shallow, dkey, kinds, ids1, ids2, symmetric)]
     capture = None
     last = len(_engine.steps(plan)) - 2
-    if evident and last >= 0 and _family.state_is_diagonal(plan, last):
-        capture = last
+    if last >= 0 and _family.state_is_diagonal(plan, last):
+        from ._bank import MAX_BANK_BYTES
+
+        entries = _engine._entries_per_pair(plan)
+        state_bytes = n1 * n2 * 8 * entries * (2 if "ntk" in kinds else 1)
+        if evident or (entries > 1 and 4 * state_bytes <= MAX_BANK_BYTES):
+            capture = last
     out, ro, state = _engine.compute(
         plan, x1, x2, kinds, dkey, batch_size, device, start=start,
         readouts=tuple(s for s, _ in members), capture=capture,
