@@ -5,9 +5,10 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.sknngp-installed
 NT_VENV ?= .nt-venv
+SKNTK_VENV ?= .skntk-venv
 PYTEST_WORKERS ?= 2
 
-.PHONY: demo demo-kernels test test-slow docs bench nt-reference clean
+.PHONY: demo demo-kernels test test-slow docs bench bench-fit nt-reference clean
 
 $(STAMP): pyproject.toml constraints-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -48,5 +49,16 @@ nt-reference: $(NT_VENV)/.installed
 bench: $(STAMP) $(NT_VENV)/.installed
 	$(PY) benchmarks/bench_kernels.py --nt-python $(NT_VENV)/bin/python
 
+# The fit-cost benchmark's peer, scikit-ntk, in its own venv.
+$(SKNTK_VENV)/.installed:
+	test -x $(SKNTK_VENV)/bin/python || $(PYTHON) -m venv $(SKNTK_VENV)
+	$(SKNTK_VENV)/bin/python -m pip install -q --upgrade pip
+	$(SKNTK_VENV)/bin/python -m pip install -q scikit-ntk==1.2.1
+	touch $@
+
+# Estimator fit/predict cost against its floor and against scikit-ntk.
+bench-fit: $(STAMP) $(SKNTK_VENV)/.installed
+	$(PY) benchmarks/bench_fit.py --skntk-python $(SKNTK_VENV)/bin/python
+
 clean:
-	rm -rf $(VENV) $(NT_VENV) .pytest_cache
+	rm -rf $(VENV) $(NT_VENV) $(SKNTK_VENV) .pytest_cache
