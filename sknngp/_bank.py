@@ -10,7 +10,7 @@ the kernel entries computed so far and computes only the missing ones.
   the bank of its sample shape, shared by every architecture.
 - **Entries** ``K[i, j]`` live in ``PAGE x PAGE`` pages of slots, allocated
   only where something was computed: a test set adds its test x train pages,
-  never a test x test block. Symmetry is used: page ``(b, a)`` is page
+  and a test x test block only when a covariance over it is requested. Symmetry is used: page ``(b, a)`` is page
   ``(a, b)`` transposed.
 - **Keys** are everything that changes the numbers (the canonical plan of the
   architecture on this sample shape, the kernel dtype) and nothing that does
@@ -19,10 +19,14 @@ the kernel entries computed so far and computes only the missing ones.
   failed fit leaves nothing behind.
 - **Depth families.** A request for a stack also yields, almost for free, the
   kernels of the shallower stacks of its family (the same layers cut after
-  an earlier nonlinearity, same head; see :mod:`sknngp._depths`), and
-  once a sweep over depth is evident (a shallower member is already banked)
-  the state before the head is kept, so that a deeper request continues the
-  recursion instead of starting again.
+  an earlier nonlinearity, same head; see :mod:`sknngp._depths`), and the
+  state before the head is kept (for convolutional stacks when it fits, for
+  all once another depth of the family was requested), so that a deeper
+  request continues the recursion instead of starting again.
+- **Lifetime**: slots are never freed (16 bytes and a dict entry per distinct
+  row); :func:`clear` empties everything. One lock serializes requests, so
+  concurrent fits in one process compute their kernels one at a time (each
+  computation uses every core).
 
 Memory is bounded by :data:`MAX_BANK_BYTES` (least recently used stores are
 dropped first); a request that cannot fit is computed without being stored.
@@ -367,7 +371,9 @@ def cached_eigh(K, key, decompose):
     with _lock:
         stats["eigh_computed"] += 1
         _eigh[key] = (w, V)
-        while len(_eigh) > _MAX_EIGH:
+        # a few decompositions, and at most half the bank's budget
+        while len(_eigh) > 1 and (len(_eigh) > _MAX_EIGH or sum(
+                v.nbytes for _, v in _eigh.values()) > MAX_BANK_BYTES // 2):
             _eigh.popitem(last=False)
     return w, V
 

@@ -10,6 +10,7 @@ posterior or NTK ensemble) is a strategy object.
 from __future__ import annotations
 
 import numbers
+from types import SimpleNamespace
 
 import numpy as np
 from sklearn.base import BaseEstimator
@@ -84,6 +85,11 @@ NTK_PARAMS_DOC = """    t : float, default=None
         Gradient-descent learning rate, in neural-tangents' time convention
         ``exp(-learning_rate * Theta * t / y.size)``.
 """
+
+
+#: the state ``fit`` sets; a failed refit restores the previous values
+_FITTED = ("architecture_", "_fitted", "_cache", "X_fit_", "_fit_keys", "y_train_",
+           "dual_coef_", "regularization_")
 
 
 class KernelEstimatorBase(BaseEstimator):
@@ -180,17 +186,17 @@ class KernelEstimatorBase(BaseEstimator):
         if mode not in ("memory", "off"):
             from ._disk_cache import disk_kernels
 
-            out = disk_kernels(mode, plan, self.dtype, x1, x2, kinds,
+            out = disk_kernels(mode, plan, self._fitted.dtype, x1, x2, kinds,
                                batch_size=self.batch_size, device=self.device)
         else:
-            out = _bank.kernels(plan, self.dtype, x1, keys1, x2, keys2, kinds,
+            out = _bank.kernels(plan, self._fitted.dtype, x1, keys1, x2, keys2, kinds,
                                 batch_size=self.batch_size, device=self.device,
                                 use_bank=mode == "memory")
         for kind, K in out.items():
             if not np.all(np.isfinite(K)):
                 raise ValueError(
                     f"The {kind} kernel contains NaN or infinite values "
-                    f"(dtype={self.dtype!r}). Use dtype='float64' and standardize X."
+                    f"(dtype={self._fitted.dtype!r}). Use dtype='float64' and standardize X."
                 )
         return out
 
@@ -199,27 +205,48 @@ class KernelEstimatorBase(BaseEstimator):
         return self._kernels(self.X_fit_, self._fit_keys, None, None, kinds)
 
     def _eigh(self, kind, K):
-        key = (self._plan()[0], self.dtype, kind, _bank.rows_digest(self._fit_keys))
+        key = (self._plan()[0], self._fitted.dtype, kind, _bank.rows_digest(self._fit_keys))
         if self.kernel_cache == "off":
             return _solvers.eigh(K)
         return _bank.cached_eigh(K, key, _solvers.eigh)
 
     def _self_kernels(self, X, kinds):
         plan, x = self._engine_input(X)
-        return _engine.diagonal(plan, x, tuple(kinds), self.dtype, self.batch_size,
+        return _engine.diagonal(plan, x, tuple(kinds), self._fitted.dtype, self.batch_size,
                                 self.device)
 
     # -------------------------------------------------------------------- fit
     def _fit_targets(self, X, Y):
-        """Build the architecture, compute the train kernel, solve; set state."""
-        self.architecture_ = architecture_from_params(self.get_params())
-        self._plan()  # validate the stack against the input shape before any work
-        self._cache = {}
-        keys = _bank.row_keys(X)
-        K = self._kernels(X, keys, None, None, self._strategy.mean_kinds)
-        K = K[self._strategy.main]  # the caller's own array: the bank keeps copies
-        self.X_fit_, self._fit_keys, self.y_train_ = X, keys, Y
-        self.dual_coef_, self.regularization_ = self._strategy.fit(self, K, Y)
+        """Build the architecture, compute the train kernel, solve; set state.
+
+        The fitted attributes are replaced only once the solve succeeded, so a
+        failed refit never leaves a mix of old and new state.
+        """
+        t = getattr(self, "t", None)
+        if self.solver == "cholesky" and t is not None:
+            raise ValueError(
+                f"solver='cholesky' cannot give the finite-time NTK (t={t!r}): it needs "
+                "the spectrum of the train NTK. Use solver='auto' or 'eigh', or t=None."
+            )
+        fitted = SimpleNamespace(
+            architecture=architecture_from_params(self.get_params()),
+            diag_reg=self.diag_reg, diag_reg_absolute_scale=self.diag_reg_absolute_scale,
+            solver=self.solver, dtype=self.dtype, t=t,
+            learning_rate=getattr(self, "learning_rate", None),
+        )
+        previous = {name: self.__dict__[name] for name in _FITTED if name in self.__dict__}
+        try:
+            self.architecture_, self._fitted, self._cache = fitted.architecture, fitted, {}
+            self.X_fit_, self._fit_keys, self.y_train_ = X, _bank.row_keys(X), Y
+            self._plan()  # validate the stack against the input shape before any work
+            K = self._kernels(X, self._fit_keys, None, None, self._strategy.mean_kinds)
+            K = K[self._strategy.main]  # the caller's own array: the bank keeps copies
+            self.dual_coef_, self.regularization_ = self._strategy.fit(self, K, Y)
+        except BaseException:
+            for name in _FITTED:
+                self.__dict__.pop(name, None)
+            self.__dict__.update(previous)
+            raise
         return self
 
     # ---------------------------------------------------------------- predict
@@ -239,7 +266,7 @@ class KernelEstimatorBase(BaseEstimator):
         return out
 
     def __getstate__(self):
-        state = super().__getstate__()
+        state = dict(super().__getstate__())  # a copy: the live estimator keeps its cache
         state.pop("_cache", None)  # factors are rebuilt from the bank on demand
         return state
 

@@ -51,8 +51,9 @@ class Computed:
             return
         key = ("state", _family.prefix_key(self.plan, self.state_step), self.dkey)
         need = self.state.nbytes
-        # the same block's shallower states of this chain are superseded
-        for step in range(self.state_step):
+        # the same block's shallower (or equal: a resumed-and-recaptured) states
+        # of this chain are superseded
+        for step in range(self.state_step + 1):
             older = self.bank.stores.get(
                 ("state", _family.prefix_key(self.plan, step), self.dkey))
             if older is not None:

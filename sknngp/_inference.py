@@ -28,27 +28,28 @@ from . import _solvers
 
 class _Operator:
     """``T`` for one regularized train kernel: ``apply(B) = T B`` and, for
-    symmetric positive ``T``, ``half(B)`` with ``half(B)^T half(B) = B^T T B``."""
+    symmetric positive ``T``, ``half(B)`` with ``half(B)^T half(B) = B^T T B``.
+    Either the Cholesky factor ``U`` (``K + lambda I = U^T U``) or ``V, g``."""
 
-    def __init__(self, L=None, w=None, V=None, g=None):
-        self.L, self.V, self.g = L, V, g
+    def __init__(self, U=None, V=None, g=None):
+        self.U, self.V, self.g = U, V, g
 
     def apply(self, B):
-        if self.L is not None:
-            return _solvers.cho_solve(self.L, B)
+        if self.U is not None:
+            return _solvers.cho_solve(self.U, B)
         return self.V @ (self.g[:, None] * (self.V.T @ B))
 
     def half(self, B):
-        if self.L is not None:
-            return _solvers.half_solve(self.L, B)
+        if self.U is not None:
+            return _solvers.half_solve(self.U, B)
         return np.sqrt(self.g)[:, None] * (self.V.T @ B)
 
 
 class _Strategy:
     main = "nngp"
 
-    def use_eigh(self, est):
-        return est.solver == "eigh"
+    def use_eigh(self, fitted):
+        return fitted.solver == "eigh"
 
     def train_operator(self, est, K, Y_size):
         """Factor (or decompose) the regularized main train kernel ``K``.
@@ -56,20 +57,21 @@ class _Strategy:
         ``K`` is consumed (the Cholesky factor overwrites it). Returns the
         operator and the absolute ridge ``lambda``.
         """
+        f = est._fitted  # the parameters of the last fit, not later set_params
         n = len(K)
         kind = self.main.upper()
-        lam = _solvers.regularizer(np.trace(K), n, est.diag_reg, est.diag_reg_absolute_scale)
-        if not self.use_eigh(est):
+        lam = _solvers.regularizer(np.trace(K), n, f.diag_reg, f.diag_reg_absolute_scale)
+        if not self.use_eigh(f):
             K[np.diag_indices(n)] += lam
-            norm = _solvers.one_norm(K) if est.dtype == "float32" else None
-            L = _solvers.cholesky(K, kind=kind, diag_reg=est.diag_reg, dtype=est.dtype)
-            _solvers.warn_float32(L, norm, est.dtype)
-            return _Operator(L=L), lam
+            norm = _solvers.one_norm(K) if f.dtype == "float32" else None
+            U = _solvers.cholesky(K, kind=kind, diag_reg=f.diag_reg, dtype=f.dtype)
+            _solvers.warn_float32(U, norm, f.dtype)
+            return _Operator(U=U), lam
         w, V = est._eigh(self.main, K)
-        _solvers.check_spectrum(w, lam, kind=kind, diag_reg=est.diag_reg, dtype=est.dtype)
-        return _Operator(w=w, V=V, g=self.filter(est, w + lam, Y_size)), lam
+        _solvers.check_spectrum(w, lam, kind=kind, diag_reg=f.diag_reg, dtype=f.dtype)
+        return _Operator(V=V, g=self.filter(f, w + lam, Y_size)), lam
 
-    def filter(self, est, w_reg, m):
+    def filter(self, fitted, w_reg, m):
         return 1.0 / w_reg
 
     def fit(self, est, K, Y):
@@ -109,16 +111,17 @@ class NNGPPosterior(_Strategy):
     def log_marginal_likelihood(self, est, diag_reg):
         """``-1/2 y^T A^-1 y - 1/2 log|A| - n/2 log(2 pi)`` summed over targets,
         ``A = K + lambda I`` (Rasmussen & Williams 2006, eq. 2.30)."""
+        f = est._fitted
         K = est._train_kernels(("nngp",))["nngp"]
         n = len(K)
-        lam = _solvers.regularizer(np.trace(K), n, diag_reg, est.diag_reg_absolute_scale)
+        lam = _solvers.regularizer(np.trace(K), n, diag_reg, f.diag_reg_absolute_scale)
         K[np.diag_indices(n)] += lam
-        L = _solvers.cholesky(K, kind="NNGP", diag_reg=diag_reg, dtype=est.dtype)
-        alpha = _solvers.cho_solve(L, est.y_train_)
+        U = _solvers.cholesky(K, kind="NNGP", diag_reg=diag_reg, dtype=f.dtype)
+        alpha = _solvers.cho_solve(U, est.y_train_)
         n_targets = est.y_train_.shape[1]
         fit = -0.5 * float(np.sum(est.y_train_ * alpha))
-        logdet = float(np.sum(np.log(np.diag(L))))
-        return fit - n_targets * (logdet + 0.5 * n * np.log(2 * np.pi))
+        half_logdet = float(np.sum(np.log(np.diag(U))))  # log|A| = 2 sum log U_ii
+        return fit - n_targets * (half_logdet + 0.5 * n * np.log(2 * np.pi))
 
 
 class NTKEnsemble(_Strategy):
@@ -128,19 +131,20 @@ class NTKEnsemble(_Strategy):
     mean_kinds = ("ntk",)
     cov_kinds = ("nngp", "ntk")
 
-    def use_eigh(self, est):
-        return est.solver == "eigh" or est.t is not None
+    def use_eigh(self, fitted):
+        return fitted.solver == "eigh" or fitted.t is not None
 
-    def filter(self, est, w_reg, m):
-        return _solvers.spectral_filter(w_reg, est.t, est.learning_rate, m)
+    def filter(self, fitted, w_reg, m):
+        return _solvers.spectral_filter(w_reg, fitted.t, fitted.learning_rate, m)
 
     def _parts(self, est, cross):
         """``B^T = T Theta*^T`` and the regularized NNGP train kernel."""
         Bt = self.operator(est).apply(cross["ntk"].T)
         K = est._train_kernels(("nngp",))["nngp"]
         n = len(K)
+        f = est._fitted
         K[np.diag_indices(n)] += _solvers.regularizer(
-            np.trace(K), n, est.diag_reg, est.diag_reg_absolute_scale)
+            np.trace(K), n, f.diag_reg, f.diag_reg_absolute_scale)
         return Bt, K
 
     def variance(self, est, cross, k_diag):

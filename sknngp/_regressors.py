@@ -203,11 +203,11 @@ class NNGPRegressor(_KernelRegressor):
         """Log evidence of the training targets, summed over targets.
 
         ``-1/2 y^T (K + lambda I)^-1 y - 1/2 log|K + lambda I| - n/2 log(2 pi)``
-        (Rasmussen & Williams 2006, eq. 2.30). ``diag_reg=None`` uses the fitted
-        value; the train kernel is fetched from the bank (or recomputed).
+        (Rasmussen & Williams 2006, eq. 2.30). ``diag_reg=None`` uses the value
+        of the last fit; the train kernel is fetched from the bank (or recomputed).
         """
         check_is_fitted(self)
-        reg = self.diag_reg if diag_reg is None else diag_reg
+        reg = self._fitted.diag_reg if diag_reg is None else diag_reg
         if not (isinstance(reg, (int, float, np.number)) and np.isfinite(reg) and reg >= 0):
             raise ValueError(f"diag_reg must be a finite number >= 0; got {reg!r}.")
         return self._strategy.log_marginal_likelihood(self, reg)

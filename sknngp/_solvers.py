@@ -2,8 +2,8 @@
 
 Two ways to apply ``(K + lambda I)^-1``:
 
-- ``"cholesky"``: one factorization ``K + lambda I = L L^T`` (Rasmussen &
-  Williams 2006, Alg. 2.1). The default wherever a fixed ``lambda`` is enough.
+- ``"cholesky"``: one factorization ``K + lambda I = U^T U`` (Rasmussen &
+  Williams 2006, Alg. 2.1, with the upper factor). The default wherever a fixed ``lambda`` is enough.
 - ``"eigh"``: ``K = V diag(w) V^T``; any spectral filter ``g(w)`` then costs two
   matrix products. Needed by the finite-time NTK (``exp(-eta Theta t / m)``).
   A symmetric eigendecomposition costs 15-100x a Cholesky factorization of
@@ -124,7 +124,7 @@ def warn_float32(U, norm, dtype):
             f"by about {min(error, 1.0):.0%} (relative; predictions usually much less). "
             "Use dtype='float64' or a larger diag_reg for exact results.",
             RuntimeWarning,
-            stacklevel=5,
+            stacklevel=7,  # the user's fit (through _fit_context)
         )
 
 

@@ -199,3 +199,48 @@ def test_rows_of_small_integers_never_share_an_entry():
     grid = np.concatenate([grid, grid / 2, grid / 4])
     keys = _bank.row_keys(np.unique(grid, axis=0))
     assert len(set(keys.tolist())) == len(keys)
+
+
+def test_sign_flips_change_the_row_key():
+    keys = _bank.row_keys(np.array([[1.0, 2.0, 3.0], [-1.0, -2.0, 3.0], [-1.0, 2.0, -3.0]]))
+    assert len(set(keys.tolist())) == 3
+
+
+def test_pickling_leaves_the_live_estimator_intact():
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(25, 3))
+    est = NNGPRegressor(depth=2).fit(X, X[:, 0])
+    before = est.predict(X[:4], return_std=True)
+    pickle.dumps(est)
+    for a, b in zip(before, est.predict(X[:4], return_std=True)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_failed_refit_keeps_the_previous_fit():
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(6, 3))
+    est = NNGPRegressor(depth=2).fit(x, x[:, 0])
+    expected = est.predict(x)
+    duplicates = np.concatenate([x, x])
+    with pytest.raises(ValueError, match="not positive definite"):
+        est.set_params(diag_reg=0.0).fit(duplicates, np.arange(12.0))
+    np.testing.assert_array_equal(est.predict(x), expected)
+
+
+def test_std_uses_the_fitted_parameters_after_set_params():
+    rng = np.random.default_rng(6)
+    X, Xt = rng.normal(size=(30, 3)), rng.normal(size=(5, 3))
+    for est in (NNGPRegressor(depth=2, diag_reg=1e-2), NTKRegressor(depth=2, t=5.0)):
+        est.fit(X, X[:, 0])
+        mean, std = est.predict(Xt, return_std=True)
+        est.set_params(diag_reg=10.0, **({"t": 0.1} if "t" in est.get_params() else {}))
+        again = pickle.loads(pickle.dumps(est))  # no cached factor: rebuilt from the bank
+        m2, s2 = again.predict(Xt, return_std=True)
+        np.testing.assert_allclose(m2, mean, rtol=1e-12)
+        np.testing.assert_allclose(s2, std, rtol=1e-10)
+
+
+def test_cholesky_solver_refuses_a_finite_time():
+    with pytest.raises(ValueError, match=r"solver='cholesky' cannot give the finite-time NTK "
+                                         r"\(t=2\.0\)"):
+        NTKRegressor(solver="cholesky", t=2.0).fit(np.eye(4), np.arange(4.0))

@@ -2,7 +2,7 @@
 
 Independent of neural-tangents: the finite networks below are small plain-JAX
 implementations of the named architectures with the package's layer semantics
-(DESIGN.md section 3):
+(the kernel recursions of the user guide):
 
 - NTK parameterization: ``W = W_std / sqrt(fan_in) * omega``, bias ``b_std * beta``,
   with ``omega, beta ~ N(0, 1)`` the trained parameters;

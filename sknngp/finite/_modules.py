@@ -100,7 +100,7 @@ class _Affine(nn.Module):
 
     def weight_decay_scales(self):
         """Factor on each parameter's L2 penalty that makes it the plain L2 of
-        the effective weight ``W`` and bias ``b`` (DESIGN.md section 3)."""
+        the effective weight ``W`` and bias ``b``."""
         if self.ntk:
             return {"omega": self.spec.W_std**2 / self.fan_in, "beta": self.spec.b_std**2}
         return {"W": 1.0, "b": 1.0}
