@@ -93,7 +93,7 @@ class _Pages:
     def __init__(self, entry_shape=()):
         self.entry_shape = tuple(entry_shape)
         self.values, self.known = {}, {}
-        self.complete = set()  # pages whose every entry is known
+        self.complete = set()  # pages whose every entry between assigned slots is known
 
     @property
     def nbytes(self):
@@ -133,7 +133,8 @@ class _Pages:
                 out[_ix(w1, w2)] = _take(self.values[b, a], o2, o1).swapaxes(0, 1)
         return out
 
-    def scatter(self, ids1, ids2, block):
+    def scatter(self, ids1, ids2, block, n_slots):
+        """Store ``block`` at slots ``ids1 x ids2`` (``n_slots`` are assigned)."""
         same = ids1 is ids2 or np.array_equal(ids1, ids2)
         for a, w1, o1, b, w2, o2 in self._pairs(ids1, ids2):
             part = block[_ix(w1, w2)]
@@ -147,7 +148,8 @@ class _Pages:
             if a == b and not same:  # a diagonal page holds both orientations
                 _put(self.values[a, b], o2, o1, part.swapaxes(0, 1))
                 _put(self.known[a, b], o2, o1, True)
-            if self.known[a, b].all():
+            ka, kb = (min(PAGE, n_slots - p * PAGE) for p in (a, b))
+            if self.known[a, b][:ka, :kb].all():
                 self.complete.add((a, b))
 
 
@@ -246,8 +248,15 @@ class _SampleBank:
 
     def assign(self, keys, ids):
         """Give the rows without a slot (``ids == -1``) new slots (in place)."""
-        for i in np.flatnonzero(ids < 0):
+        new = np.flatnonzero(ids < 0)
+        for i in new:
             ids[i] = self.slots.setdefault(keys[i].tobytes(), len(self.slots))
+        if len(new):  # pages that gained slots are no longer complete
+            grown = set((ids[new] // PAGE).tolist())
+            for store in self.stores.values():
+                for part in store.values():
+                    if isinstance(part, _Pages):
+                        part.complete = {ab for ab in part.complete if not grown & set(ab)}
         return ids
 
     def known(self, key, kinds, ids1, ids2):

@@ -46,7 +46,7 @@ class Computed:
             if not make_room(need, key):
                 return
             for kind, arr in arrays.items():
-                self.bank.store(key, kind).scatter(ids1, ids2, arr)
+                self.bank.store(key, kind).scatter(ids1, ids2, arr, len(self.bank.slots))
         if self.state is None:
             return
         key = ("state", _family.prefix_key(self.plan, self.state_step), self.dkey)
