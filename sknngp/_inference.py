@@ -58,15 +58,12 @@ class _Strategy:
         operator and the absolute ridge ``lambda``.
         """
         f = est._fitted  # the parameters of the last fit, not later set_params
-        n = len(K)
         kind = self.main.upper()
-        lam = _solvers.regularizer(np.trace(K), n, f.diag_reg, f.diag_reg_absolute_scale)
         if not self.use_eigh(f):
-            K[np.diag_indices(n)] += lam
-            norm = _solvers.one_norm(K) if f.dtype == "float32" else None
-            U = _solvers.cholesky(K, kind=kind, diag_reg=f.diag_reg, dtype=f.dtype)
-            _solvers.warn_float32(U, norm, f.dtype)
+            U, lam = _solvers.ridge_cholesky(K, diag_reg=f.diag_reg, kind=kind, dtype=f.dtype,
+                                             absolute=f.diag_reg_absolute_scale)
             return _Operator(U=U), lam
+        lam = _solvers.regularizer(np.trace(K), len(K), f.diag_reg, f.diag_reg_absolute_scale)
         w, V = est._eigh(self.main, K)
         _solvers.check_spectrum(w, lam, kind=kind, diag_reg=f.diag_reg, dtype=f.dtype)
         return _Operator(V=V, g=self.filter(f, w + lam, Y_size)), lam
@@ -114,8 +111,7 @@ class NNGPPosterior(_Strategy):
         f = est._fitted
         K = est._train_kernels(("nngp",))["nngp"]
         n = len(K)
-        lam = _solvers.regularizer(np.trace(K), n, diag_reg, f.diag_reg_absolute_scale)
-        K[np.diag_indices(n)] += lam
+        _solvers.add_ridge(K, diag_reg, f.diag_reg_absolute_scale)
         U = _solvers.cholesky(K, kind="NNGP", diag_reg=diag_reg, dtype=f.dtype)
         alpha = _solvers.cho_solve(U, est.y_train_)
         n_targets = est.y_train_.shape[1]
@@ -141,10 +137,8 @@ class NTKEnsemble(_Strategy):
         """``B^T = T Theta*^T`` and the regularized NNGP train kernel."""
         Bt = self.operator(est).apply(cross["ntk"].T)
         K = est._train_kernels(("nngp",))["nngp"]
-        n = len(K)
         f = est._fitted
-        K[np.diag_indices(n)] += _solvers.regularizer(
-            np.trace(K), n, f.diag_reg, f.diag_reg_absolute_scale)
+        _solvers.add_ridge(K, f.diag_reg, f.diag_reg_absolute_scale)
         return Bt, K
 
     def variance(self, est, cross, k_diag):

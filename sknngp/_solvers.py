@@ -58,6 +58,14 @@ def regularizer(K_trace, n, diag_reg, absolute):
     return float(diag_reg) * float(K_trace) / n
 
 
+def add_ridge(K, diag_reg, absolute):
+    """``K += lambda I`` in place; returns ``lambda`` (see :func:`regularizer`)."""
+    n = len(K)
+    lam = regularizer(np.trace(K), n, diag_reg, absolute)
+    K[np.diag_indices(n)] += lam
+    return lam
+
+
 def _not_pd(kind, diag_reg, dtype, detail):
     return ValueError(
         f"The regularized {kind} train kernel is not positive definite at "
@@ -83,6 +91,19 @@ def cholesky(A, *, kind, diag_reg, dtype):
         found = re.search(r"(\d+)", str(exc))
         pivot = f"pivot {found.group(1)} of {len(A)} failed" if found else str(exc)
         raise _not_pd(kind, diag_reg, dtype, pivot) from None
+
+
+def ridge_cholesky(K, *, diag_reg, absolute, kind, dtype):
+    """``(U, lambda)`` with ``K + lambda I = U^T U``; ``K`` is consumed.
+
+    For a float32 kernel, warns when the solve's estimated error is large
+    (:func:`warn_float32`).
+    """
+    lam = add_ridge(K, diag_reg, absolute)
+    norm = one_norm(K) if dtype == "float32" else None
+    U = cholesky(K, kind=kind, diag_reg=diag_reg, dtype=dtype)
+    warn_float32(U, norm, dtype)
+    return U, lam
 
 
 def cho_solve(U, B):
