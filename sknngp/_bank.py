@@ -88,17 +88,15 @@ def _take(arr, rows, cols):
 
 
 class _Pages:
-    """Entries of one symmetric pair array for bank slots, page by page."""
+    """Entries of one symmetric kernel for bank slots, page by page."""
 
-    def __init__(self, entry_shape=()):
-        self.entry_shape = tuple(entry_shape)
+    def __init__(self):
         self.values, self.known = {}, {}
         self.complete = set()  # pages whose every entry between assigned slots is known
 
     @property
     def nbytes(self):
-        per = PAGE * PAGE * (8 * int(np.prod(self.entry_shape)) + 1)
-        return per * len(self.values)
+        return PAGE * PAGE * 9 * len(self.values)  # float64 values + bool known
 
     @staticmethod
     def _groups(ids):
@@ -130,7 +128,7 @@ class _Pages:
             if a <= b and (a, b) in self.values:
                 out[_ix(w1, w2)] = _take(self.values[a, b], o1, o2)
             elif a > b and (b, a) in self.values:
-                out[_ix(w1, w2)] = _take(self.values[b, a], o2, o1).swapaxes(0, 1)
+                out[_ix(w1, w2)] = _take(self.values[b, a], o2, o1).T
         return out
 
     def scatter(self, ids1, ids2, block, n_slots):
@@ -139,14 +137,14 @@ class _Pages:
         for a, w1, o1, b, w2, o2 in self._pairs(ids1, ids2):
             part = block[_ix(w1, w2)]
             if a > b:
-                a, b, o1, o2, part = b, a, o2, o1, part.swapaxes(0, 1)
+                a, b, o1, o2, part = b, a, o2, o1, part.T
             if (a, b) not in self.values:
-                self.values[a, b] = np.zeros((PAGE, PAGE) + self.entry_shape)
+                self.values[a, b] = np.zeros((PAGE, PAGE))
                 self.known[a, b] = np.zeros((PAGE, PAGE), dtype=bool)
             _put(self.values[a, b], o1, o2, part)
             _put(self.known[a, b], o1, o2, True)
             if a == b and not same:  # a diagonal page holds both orientations
-                _put(self.values[a, b], o2, o1, part.swapaxes(0, 1))
+                _put(self.values[a, b], o2, o1, part.T)
                 _put(self.known[a, b], o2, o1, True)
             ka, kb = (min(PAGE, n_slots - p * PAGE) for p in (a, b))
             if self.known[a, b][:ka, :kb].all():
@@ -165,16 +163,14 @@ def _ix(rows, cols):
 
 def _put(arr, rows, cols, value):
     """``arr[rows x cols] = value`` for a page (one flat fancy index: faster
-    than a 2-D ``np.ix_`` assignment on pages with entry axes)."""
+    than a 2-D ``np.ix_`` assignment)."""
     if isinstance(rows, slice) and isinstance(cols, slice):
         arr[rows, cols] = value
         return
     r = np.arange(rows.start, rows.stop) if isinstance(rows, slice) else rows
     c = np.arange(cols.start, cols.stop) if isinstance(cols, slice) else cols
-    flat = arr.reshape((PAGE * PAGE,) + arr.shape[2:])
     idx = (r[:, None] * PAGE + c[None, :]).ravel()
-    value = np.broadcast_to(value, (len(r), len(c)) + arr.shape[2:])
-    flat[idx] = value.reshape((len(idx),) + arr.shape[2:])
+    arr.reshape(-1)[idx] = np.broadcast_to(value, (len(r), len(c))).ravel()
 
 
 class _Blocks:
@@ -276,11 +272,12 @@ class _SampleBank:
             mask = part if mask is None else mask & part
         return mask
 
-    def store(self, key, name, entry_shape=()):
+    def store(self, key, name):
+        """The store ``name`` under ``key``: ``"blocks"`` (states) or a kernel kind."""
         stores = self.stores.setdefault(key, {})
         self.stores.move_to_end(key)
         if name not in stores:
-            stores[name] = _Blocks() if name == "blocks" else _Pages(entry_shape)
+            stores[name] = _Blocks() if name == "blocks" else _Pages()
         return stores[name]
 
 
@@ -344,9 +341,11 @@ def kernels(plan, dkey, X1, keys1, X2, keys2, kinds, *, batch_size=None, device=
         sym = symmetric and np.array_equal(rows, cols)
         computed = _depths.compute_missing(
             bank, plan, dkey, kinds, X1[rows], None if sym else X2[cols],
-            ids1[rows], ids2[cols], batch_size=batch_size, device=device,
+            ids1[rows], ids2[cols], budget=MAX_BANK_BYTES, batch_size=batch_size,
+            device=device,
         )
         stats["entries_computed"] += len(rows) * len(cols)
+        stats["resumed"] += computed.resumed
         whole = len(rows) == n1 and len(cols) == n2
         if whole:
             out = computed.kernels

@@ -219,7 +219,7 @@ class KernelEstimatorBase(BaseEstimator):
     def _fit_targets(self, X, Y):
         """Build the architecture, compute the train kernel, solve; set state.
 
-        The fitted attributes are replaced only once the solve succeeded, so a
+        If any step fails, the previous fitted attributes are restored, so a
         failed refit never leaves a mix of old and new state.
         """
         t = getattr(self, "t", None)
@@ -228,15 +228,15 @@ class KernelEstimatorBase(BaseEstimator):
                 f"solver='cholesky' cannot give the finite-time NTK (t={t!r}): it needs "
                 "the spectrum of the train NTK. Use solver='auto' or 'eigh', or t=None."
             )
+        architecture = architecture_from_params(self.get_params())
         fitted = SimpleNamespace(
-            architecture=architecture_from_params(self.get_params()),
             diag_reg=self.diag_reg, diag_reg_absolute_scale=self.diag_reg_absolute_scale,
             solver=self.solver, dtype=self.dtype, t=t,
             learning_rate=getattr(self, "learning_rate", None),
         )
         previous = {name: self.__dict__[name] for name in _FITTED if name in self.__dict__}
         try:
-            self.architecture_, self._fitted, self._cache = fitted.architecture, fitted, {}
+            self.architecture_, self._fitted, self._cache = architecture, fitted, {}
             self.X_fit_, self._fit_keys, self.y_train_ = X, _bank.row_keys(X), Y
             self._plan()  # validate the stack against the input shape before any work
             K = self._kernels(X, self._fit_keys, None, None, self._strategy.mean_kinds)

@@ -31,11 +31,10 @@ SMALL_BYTES = 64 * 2**20
 class Computed:
     """Kernels of the missing block, plus what the family pass produced."""
 
-    def __init__(self, bank, plan, dkey, kinds, kernels, readouts, state, state_step,
-                 symmetric):
-        self.bank, self.plan, self.dkey, self.kinds = bank, plan, dkey, kinds
+    def __init__(self, bank, plan, dkey, kernels, readouts, state, state_step, resumed):
+        self.bank, self.plan, self.dkey = bank, plan, dkey
         self.kernels, self.readouts = kernels, readouts
-        self.state, self.state_step, self.symmetric = state, state_step, symmetric
+        self.state, self.state_step, self.resumed = state, state_step, resumed
 
     def commit(self, ids1, ids2, make_room):
         """Store everything in the bank (kernels first), as far as memory allows."""
@@ -91,9 +90,11 @@ def _sweep_evident(bank, plan, dkey):
     )
 
 
-def compute_missing(bank, plan, dkey, kinds, x1, x2, ids1, ids2, *, batch_size, device):
+def compute_missing(bank, plan, dkey, kinds, x1, x2, ids1, ids2, *, budget, batch_size,
+                    device):
     """Compute ``{kind: K(x1, x2)}`` (``x2=None``: symmetric) for bank slots
-    ``ids1 x ids2`` (-1: new rows), with the family extras described above."""
+    ``ids1 x ids2`` (-1: new rows), with the family extras described above;
+    ``budget`` is the bank's memory budget in bytes."""
     symmetric = x2 is None
     n1, n2 = len(x1), len(x1) if symmetric else len(x2)
     start = _resume_point(bank, plan, dkey, kinds, ids1, ids1 if symmetric else ids2)
@@ -108,22 +109,16 @@ def compute_missing(bank, plan, dkey, kinds, x1, x2, ids1, ids2, *, batch_size, 
     capture = None
     last = len(_engine.steps(plan)) - 2
     if last >= 0 and _family.state_is_diagonal(plan, last):
-        from ._bank import MAX_BANK_BYTES
-
         entries = _engine._entries_per_pair(plan)
         state_bytes = n1 * n2 * 8 * entries * (2 if "ntk" in kinds else 1)
-        if evident or (entries > 1 and 4 * state_bytes <= MAX_BANK_BYTES):
+        if evident or (entries > 1 and 4 * state_bytes <= budget):
             capture = last
     out, ro, state = _engine.compute(
         plan, x1, x2, kinds, dkey, batch_size, device, start=start,
         readouts=tuple(s for s, _ in members), capture=capture,
     )
-    if start is not None:
-        from ._bank import stats
-
-        stats["resumed"] += 1
     readouts = [(shallow, ro[s]) for s, shallow in members]
-    return Computed(bank, plan, dkey, kinds, out, readouts, state, capture, symmetric)
+    return Computed(bank, plan, dkey, out, readouts, state, capture, start is not None)
 
 
 def _fully_known(bank, plan, dkey, kinds, ids1, ids2, symmetric):
