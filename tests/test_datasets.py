@@ -38,6 +38,15 @@ def no_network(monkeypatch):
     monkeypatch.setattr("urllib.request.urlopen", refuse)
 
 
+@pytest.fixture(autouse=True)
+def empty_keras_home(tmp_path_factory, monkeypatch):
+    """Point Keras' download folder at an empty folder, so a user's real
+    ``~/.keras/datasets`` never leaks into a test."""
+    home = tmp_path_factory.mktemp("keras-home")
+    monkeypatch.setenv("KERAS_HOME", str(home))
+    return home
+
+
 @pytest.fixture
 def no_system_dirs(monkeypatch):
     """Hide Debian's real Fashion-MNIST files from tests about missing files."""
@@ -424,3 +433,163 @@ def test_get_data_home(monkeypatch):
     monkeypatch.setenv("SKNNGP_DATA", "~/elsewhere")
     assert get_data_home() == Path.home() / "elsewhere"
     assert get_data_home("/x/y") == Path("/x/y")
+
+
+# -- Layouts users already have ------------------------------------------------------
+
+
+@pytest.mark.parametrize("layout", ["torchvision-archive", "torchvision-folder"])
+def test_cifar10_torchvision_root(tmp_path, layout):
+    expected = _write_cifar(tmp_path, as_archive=layout == "torchvision-archive")
+    data = load_cifar10(tmp_path, download=False)
+    images, labels = _expected_split(expected, _cifar10.TRAIN_BATCHES)
+    assert_array_equal(data.y_train, labels)
+    assert_allclose(data.X_train, images / 255.0)
+
+
+def test_cifar10_keras_folder_and_archive(tmp_path, empty_keras_home):
+    keras = empty_keras_home / "datasets"
+    expected = _write_cifar(keras, as_archive=False)
+    data = load_cifar10(tmp_path / "empty-home", download=False)
+    assert_array_equal(data.y_test, expected["test_batch"][1])
+    # Keras names the archive after the folder it extracts to
+    (keras / "cifar-10-batches-py").rename(tmp_path / "moved")
+    _write_cifar(tmp_path / "made")
+    (tmp_path / "made" / "cifar-10-python.tar.gz").rename(keras / "cifar-10-batches-py.tar.gz")
+    data = load_cifar10(tmp_path / "empty-home", download=False)
+    assert_array_equal(data.y_test, expected["test_batch"][1])
+
+
+def test_cifar10_missing_lists_every_place_searched(tmp_path, empty_keras_home):
+    with pytest.raises(FileNotFoundError) as excinfo:
+        load_cifar10(tmp_path, download=False)
+    message = str(excinfo.value)
+    for place in (tmp_path / "cifar-10-python.tar.gz", tmp_path / "cifar-10-batches-py",
+                  empty_keras_home / "datasets" / "cifar-10-batches-py"):
+        assert str(place) in message
+
+
+@pytest.mark.parametrize("layout", ["data_home", "torchvision", "keras"])
+def test_fashion_mnist_layouts(tmp_path, layout, no_system_dirs, empty_keras_home):
+    folder = {"data_home": tmp_path, "torchvision": tmp_path / "FashionMNIST" / "raw",
+              "keras": empty_keras_home / "datasets" / "fashion-mnist"}[layout]
+    expected = _write_fashion(folder)
+    data = load_fashion_mnist(tmp_path, download=False)
+    assert_array_equal(data.y_train, expected["train"][1])
+
+
+def test_fashion_mnist_failed_download_lists_every_missing_file(tmp_path, monkeypatch,
+                                                                 no_system_dirs):
+    def offline(url):
+        raise urllib.error.URLError("Temporary failure in name resolution")
+
+    monkeypatch.setattr(_base, "_urlopen", offline)
+    with pytest.raises(FileNotFoundError, match=r"4 file\(s\).*download failed: .*name "
+                                                r"resolution") as excinfo:
+        load_fashion_mnist(tmp_path)
+    message = str(excinfo.value)
+    for remote in _fashion_mnist.FILES.values():
+        assert f"{tmp_path / 'fashion-mnist' / remote.filename}   <- {remote.url} " \
+               f"(md5 {remote.md5})" in message
+    # no network traceback chained to the message
+    assert excinfo.value.__cause__ is None and excinfo.value.__context__ is None
+
+
+# -- Invalid contents: clear errors that name the file -----------------------------
+
+
+def test_fashion_mnist_labels_out_of_range(tmp_path, no_system_dirs):
+    folder = tmp_path / "fashion-mnist"
+    _write_fashion(folder)
+    (folder / "t10k-labels-idx1-ubyte.gz").write_bytes(_idx(np.array([0, 200, 3, 4])))
+    with pytest.raises(ValueError, match=r"t10k-labels-idx1-ubyte\.gz holds label 200; "
+                                         r"Fashion-MNIST's labels are 0\.\.9"):
+        load_fashion_mnist(tmp_path, download=False)
+
+
+def test_fashion_mnist_wrong_image_size(tmp_path, no_system_dirs):
+    folder = tmp_path / "fashion-mnist"
+    _write_fashion(folder)
+    (folder / "train-images-idx3-ubyte.gz").write_bytes(_idx(np.zeros((7, 28, 29))))
+    with pytest.raises(ValueError, match=r"train-images-idx3-ubyte\.gz holds images of 28x29 "
+                                         r"pixels; Fashion-MNIST's are 28x28"):
+        load_fashion_mnist(tmp_path, download=False)
+
+
+@pytest.mark.parametrize("damage", ["not gzip", "cut gzip", "cut header"])
+def test_fashion_mnist_damaged_file_named(tmp_path, no_system_dirs, damage):
+    folder = tmp_path / "fashion-mnist"
+    _write_fashion(folder)
+    path = folder / "train-labels-idx1-ubyte.gz"
+    raw = path.read_bytes()
+    path.write_bytes({"not gzip": b"<html>not found</html>", "cut gzip": raw[: len(raw) // 2],
+                      "cut header": gzip.compress(raw[:0] + b"\x00\x00\x08\x01\x00")}[damage])
+    with pytest.raises(ValueError, match=r"load_fashion_mnist: .*train-labels-idx1-ubyte\.gz "
+                                         r"cannot be read \(.*\); it is truncated or not the "
+                                         r"published gzipped IDX file"):
+        load_fashion_mnist(tmp_path, download=False)
+
+
+def test_fashion_mnist_lying_header_allocates_nothing_large(tmp_path, no_system_dirs):
+    """A header announcing 2**32 - 1 images over a few bytes of data is reported
+    as truncated, after reading only what the file holds."""
+    folder = tmp_path / "fashion-mnist"
+    _write_fashion(folder)
+    header = struct.pack(">BBBB3I", 0, 0, 8, 3, 2**32 - 1, 28, 28)
+    (folder / "train-images-idx3-ubyte.gz").write_bytes(gzip.compress(header + b"\x00" * 100))
+    with pytest.raises(ValueError, match=r"is truncated: its header announces 4294967295 items"):
+        load_fashion_mnist(tmp_path, download=False)
+
+
+def _huge_array_pickle():
+    """About 100 bytes that ask numpy's pickle constructor for 64 GiB."""
+    from numpy._core.multiarray import _reconstruct
+
+    class Huge:
+        def __reduce__(self):
+            return (_reconstruct, (np.ndarray, (2**36,), b"b"))
+
+    raw = pickle.dumps({b"data": Huge(), b"labels": [0]}, protocol=2)
+    assert len(raw) < 200
+    return raw.replace(b"numpy._core.multiarray", b"numpy.core.multiarray")
+
+
+def test_cifar10_crafted_batch_cannot_allocate(tmp_path):
+    folder = tmp_path / "cifar-10" / "cifar-10-batches-py"
+    _write_cifar(tmp_path / "cifar-10", as_archive=False)
+    (folder / "data_batch_1").write_bytes(_huge_array_pickle())
+    with pytest.raises(pickle.UnpicklingError, match=r"data_batch_1: a CIFAR-10 batch holds "
+                                                     r"plain arrays of at most \d+ bytes, but this "
+                                                     r"file asks for a ndarray of shape "
+                                                     r"\(68719476736,\)"):
+        load_cifar10(tmp_path, download=False)
+
+
+def test_cifar10_oversized_member_refused(tmp_path, monkeypatch):
+    _write_cifar(tmp_path / "cifar-10")
+    monkeypatch.setattr(_cifar10, "MAX_BATCH_BYTES", 1000)
+    with pytest.raises(ValueError, match=r"cifar-10-python\.tar\.gz:cifar-10-batches-py/"
+                                         r"data_batch_\d is \d+ bytes; a CIFAR-10 batch is about "
+                                         r"31 MB"):
+        load_cifar10(tmp_path, download=False)
+
+
+@pytest.mark.parametrize("damage", ["cut", "garbage"])
+def test_cifar10_damaged_archive_named(tmp_path, damage):
+    _write_cifar(tmp_path / "cifar-10")
+    path = tmp_path / "cifar-10" / "cifar-10-python.tar.gz"
+    raw = path.read_bytes()
+    path.write_bytes(raw[: len(raw) // 2] if damage == "cut" else b"garbage" * 50)
+    with pytest.raises(ValueError, match=r"load_cifar10: .*cifar-10-python\.tar\.gz cannot be "
+                                         r"read \(.*\); it is truncated or not the published "
+                                         r"cifar-10-python\.tar\.gz"):
+        load_cifar10(tmp_path, download=False)
+
+
+def test_cifar10_batch_that_is_not_a_pickle(tmp_path):
+    folder = tmp_path / "cifar-10" / "cifar-10-batches-py"
+    _write_cifar(tmp_path / "cifar-10", as_archive=False)
+    (folder / "test_batch").write_bytes(b"\x80\x02}q\x00(truncated")
+    with pytest.raises(ValueError, match=r"test_batch is not a CIFAR-10 batch: unpickling "
+                                         r"failed"):
+        load_cifar10(tmp_path, download=False)

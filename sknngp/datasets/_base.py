@@ -6,11 +6,15 @@ moved into place, so an interrupted or corrupted transfer never leaves a file
 that looks complete.
 """
 
+import gzip
 import hashlib
 import os
+import struct
+import tarfile
 import tempfile
 import urllib.error
 import urllib.request
+import zlib
 from collections import namedtuple
 from pathlib import Path
 
@@ -49,6 +53,39 @@ def get_data_home(data_home=None):
     return Path(data_home).expanduser()
 
 
+def keras_datasets_dir():
+    """Keras' download folder: ``$KERAS_HOME/datasets``, else ``~/.keras/datasets``."""
+    home = os.environ.get("KERAS_HOME")
+    return (Path(home) if home else Path("~", ".keras")).expanduser() / "datasets"
+
+
+#: What reading a damaged file raises inside the standard library: turned into
+#: one ``ValueError`` that names the file (:func:`unreadable`).
+READ_ERRORS = (OSError, EOFError, zlib.error, struct.error, tarfile.TarError, gzip.BadGzipFile)
+
+
+def unreadable(loader, path, err, published):
+    """The error for a file that exists but cannot be decoded."""
+    return ValueError(
+        f"{loader}: {path} cannot be read ({type(err).__name__}: {err}); it is truncated "
+        f"or not the published {published}. Delete it and put the publisher's file there "
+        "(or call with download=True)."
+    )
+
+
+def read_at_most(f, size, *, chunk=_CHUNK * 16):
+    """Read ``size`` bytes from ``f`` in chunks, so a header that lies about the size
+    cannot make the reader allocate more memory than the file holds."""
+    parts, left = [], size
+    while left > 0:
+        part = f.read(min(chunk, left))
+        if not part:
+            break
+        parts.append(part)
+        left -= len(part)
+    return b"".join(parts)
+
+
 def _urlopen(url):
     """Open ``url`` for reading (tests replace this to stay offline)."""
     return urllib.request.urlopen(url, timeout=_TIMEOUT_S)
@@ -72,6 +109,34 @@ def missing_files_error(loader, remotes, folder, *, reason, searched=(), offer_d
     return FileNotFoundError("\n".join(lines))
 
 
+def fetch_all(remotes, folder, loader, *, searched=()):
+    """Download every file of ``remotes`` into ``folder``.
+
+    A failed download does not stop the others; if any failed, one
+    ``FileNotFoundError`` lists every file still missing (with its URL, MD5 and
+    the path to put it at) and the first failure's reason, without the network
+    library's traceback.
+    """
+    failures = []
+    for remote in remotes:
+        try:
+            fetch(remote, folder, loader)
+        except _DownloadFailed as err:
+            failures.append((remote, err.reason))
+    if failures:
+        raise missing_files_error(
+            loader, [remote for remote, _ in failures], folder,
+            reason=f"download failed: {failures[0][1]}", searched=searched,
+            offer_download=False,
+        )
+
+
+class _DownloadFailed(Exception):
+    def __init__(self, reason):
+        super().__init__(reason)
+        self.reason = reason
+
+
 def fetch(remote, folder, loader):
     """Download ``remote`` into ``folder``, verify its MD5, then move it in place.
 
@@ -83,6 +148,12 @@ def fetch(remote, folder, loader):
     -------
     path : pathlib.Path
         The downloaded file.
+
+    Raises
+    ------
+    _DownloadFailed
+        When the transfer fails; :func:`fetch_all` turns it into the
+        missing-files message.
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -96,10 +167,7 @@ def fetch(remote, folder, loader):
                     digest.update(chunk)
                     out.write(chunk)
         except (urllib.error.URLError, OSError) as err:
-            raise missing_files_error(
-                loader, [remote], folder, reason=f"download failed: {err}",
-                offer_download=False,
-            ) from err
+            raise _DownloadFailed(str(err)) from None
         if digest.hexdigest() != remote.md5:
             raise OSError(
                 f"{loader}: the download of {remote.url} has MD5 "

@@ -11,12 +11,15 @@ from sklearn.utils import Bunch
 from sklearn.utils._param_validation import Interval, validate_params
 
 from ._base import (
+    READ_ERRORS,
     RemoteFile,
     check_count,
     check_float_dtype,
-    fetch,
+    fetch_all,
     get_data_home,
+    keras_datasets_dir,
     missing_files_error,
+    unreadable,
 )
 
 ARCHIVE = RemoteFile(
@@ -25,6 +28,10 @@ ARCHIVE = RemoteFile(
     "c58f30108f718f92721af3b95e74349a",
 )
 MEMBER_DIR = "cifar-10-batches-py"
+#: A published batch file is 31 MB (10,000 images of 3,072 bytes plus labels
+#: and names); anything much larger is not a CIFAR-10 batch, so neither its
+#: bytes nor the arrays it describes are ever allocated.
+MAX_BATCH_BYTES = 40 * 2**20
 TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
 TEST_BATCH = "test_batch"
 TARGET_NAMES = np.array(
@@ -53,7 +60,7 @@ class _BatchUnpickler(pickle.Unpickler):
 
     def find_class(self, module, name):
         if module in ("numpy.core.multiarray", "numpy._core.multiarray") and name == "_reconstruct":
-            return _reconstruct()
+            return _bounded_reconstruct
         if (module, name) in {("numpy", "ndarray"), ("numpy", "dtype")}:
             return getattr(np, name)
         if (module, name) == ("_codecs", "encode"):
@@ -75,11 +82,42 @@ def _reconstruct():
     return fn
 
 
+def _bounded_reconstruct(subtype, shape, dtype):
+    """numpy's pickle constructor, refusing an empty array larger than a batch.
+
+    numpy pickles an array as ``_reconstruct(ndarray, (0,), b"b")`` followed by
+    ``__setstate__`` with the real shape and bytes (whose size numpy checks);
+    ``_reconstruct`` itself allocates ``shape``, so a crafted file could ask for
+    any amount of memory here.
+    """
+    try:
+        n_items = int(np.prod(shape, dtype=np.int64))
+    except (TypeError, ValueError, OverflowError):
+        n_items = -1
+    if subtype is not np.ndarray or not 0 <= n_items <= MAX_BATCH_BYTES:
+        raise pickle.UnpicklingError(
+            f"a CIFAR-10 batch holds plain arrays of at most {MAX_BATCH_BYTES} bytes, but "
+            f"this file asks for a {getattr(subtype, '__name__', subtype)} of shape {shape}; "
+            f"it is not from the published archive. Replace it with the publisher's "
+            f"{ARCHIVE.filename}."
+        )
+    return _reconstruct()(subtype, shape, dtype)
+
+
 def _parse_batch(raw, where):
     try:
         batch = _BatchUnpickler(io.BytesIO(raw), encoding="bytes").load()
     except pickle.UnpicklingError as err:
         raise pickle.UnpicklingError(f"{where}: {err}") from None
+    except Exception as err:  # any other failure of a damaged pickle stream
+        raise ValueError(
+            f"{where} is not a CIFAR-10 batch: unpickling failed ({type(err).__name__}: "
+            f"{err}). Replace it with the publisher's {ARCHIVE.filename}."
+        ) from None
+    if not isinstance(batch, dict):
+        raise ValueError(
+            f"{where} is not a CIFAR-10 batch: it holds a {type(batch).__name__}, not a dict."
+        )
     try:
         data = np.asarray(batch[b"data"])
         labels = np.asarray(batch[b"labels"], dtype=np.int64)
@@ -98,12 +136,25 @@ def _parse_batch(raw, where):
     return data, labels
 
 
-def _read_members(path, names):
-    """Raw bytes of the batch files ``names``, from the archive or its folder.
+def _check_size(size, where):
+    if size > MAX_BATCH_BYTES:
+        raise ValueError(
+            f"{where} is {size} bytes; a CIFAR-10 batch is about 31 MB. It is not from "
+            f"the published archive; replace it with the publisher's {ARCHIVE.filename}."
+        )
 
-    The archive is read in one pass (its members are stored in no particular
-    order, and seeking backwards in a gzip stream means decompressing again).
-    """
+
+def _read_members(path, names, loader):
+    """Raw bytes of the batch files ``names``, from the archive or its folder."""
+    try:
+        return _read_members_unchecked(path, names)
+    except READ_ERRORS as err:
+        raise unreadable(loader, path, err, ARCHIVE.filename) from None
+
+
+def _read_members_unchecked(path, names):
+    """The archive is read in one pass (its members are stored in no particular
+    order, and seeking backwards in a gzip stream means decompressing again)."""
     if path.is_dir():
         found = {name: (path / name) for name in names}
         missing = [str(p) for p in found.values() if not p.is_file()]
@@ -112,12 +163,15 @@ def _read_members(path, names):
                 f"{missing[0]} is missing from the extracted CIFAR-10 folder; "
                 f"extract the whole {ARCHIVE.filename} there."
             )
+        for p in found.values():
+            _check_size(p.stat().st_size, p)
         return {name: (p.read_bytes(), str(p)) for name, p in found.items()}
     wanted = {f"{MEMBER_DIR}/{name}": name for name in names}
     members = {}
     with tarfile.open(path, "r:gz") as tar:
         for info in tar:
             if info.name in wanted and info.isfile():
+                _check_size(info.size, f"{path}:{info.name}")
                 members[wanted[info.name]] = (tar.extractfile(info).read(), f"{path}:{info.name}")
                 if len(members) == len(wanted):
                     break
@@ -148,6 +202,18 @@ def _read(members, names, n, dtype, loader, count_name):
     return images.astype(dtype) / dtype.type(255), lab
 
 
+def candidate_sources(data_home):
+    """Where the archive or its extracted folder is looked for, in order: sknngp's
+    ``<data_home>/cifar-10``, torchvision's root (``data_home`` itself), then
+    Keras' download folder (which names the archive ``cifar-10-batches-py.tar.gz``)."""
+    keras = keras_datasets_dir()
+    return (
+        data_home / "cifar-10" / ARCHIVE.filename, data_home / "cifar-10" / MEMBER_DIR,
+        data_home / ARCHIVE.filename, data_home / MEMBER_DIR,
+        keras / MEMBER_DIR, keras / f"{MEMBER_DIR}.tar.gz",
+    )
+
+
 @validate_params(
     {
         "data_home": [str, PathLike, None],
@@ -163,10 +229,18 @@ def load_cifar10(data_home=None, *, download=True, n_train=None, n_test=None,
                  dtype=np.float64, return_X_y=False):
     """Load CIFAR-10 with its published train/test split, as NHWC images.
 
-    Reads ``<data_home>/cifar-10/cifar-10-python.tar.gz`` (or the folder
-    ``cifar-10-batches-py`` it extracts to, in the same place). When neither is
-    there and ``download=True``, downloads the archive from the publisher and
-    verifies its MD5 first.
+    Reads the publisher's archive ``cifar-10-python.tar.gz`` or the folder
+    ``cifar-10-batches-py`` it extracts to, whichever it finds first among:
+
+    1. ``<data_home>/cifar-10/`` (where this loader downloads);
+    2. ``<data_home>/`` itself (torchvision's layout, with ``data_home`` as
+       torchvision's ``root``);
+    3. ``$KERAS_HOME/datasets/`` (default ``~/.keras/datasets/``, Keras'
+       layout: the folder, or the archive it names
+       ``cifar-10-batches-py.tar.gz``).
+
+    When none is there and ``download=True``, downloads the archive from the
+    publisher into ``<data_home>/cifar-10/`` and verifies its MD5 first.
 
     Parameters
     ----------
@@ -208,7 +282,12 @@ def load_cifar10(data_home=None, *, download=True, n_train=None, n_test=None,
     ------
     FileNotFoundError
         If the archive is missing and cannot be downloaded; the message gives
-        the URL and the exact path to put the file at.
+        the URL, the MD5, the exact path to put the file at and the other
+        places searched.
+
+    ValueError
+        If the archive or a batch is truncated, not gzip/tar, too large, or
+        not the published content; the message names the file.
 
     Notes
     -----
@@ -226,20 +305,17 @@ def load_cifar10(data_home=None, *, download=True, n_train=None, n_test=None,
     """
     loader = "load_cifar10"
     dtype = check_float_dtype(loader, dtype)
-    folder = get_data_home(data_home) / "cifar-10"
-    archive, extracted = folder / ARCHIVE.filename, folder / MEMBER_DIR
-    if archive.is_file():
-        source = archive
-    elif extracted.is_dir():
-        source = extracted
-    elif download:
-        source = fetch(ARCHIVE, folder, loader)
-    else:
-        raise missing_files_error(
-            loader, [ARCHIVE], folder,
-            reason=f"download=False, and no extracted {extracted} either",
-        )
-    members = _read_members(source, TRAIN_BATCHES + (TEST_BATCH,))
+    data_home = get_data_home(data_home)
+    searched = candidate_sources(data_home)
+    source = next((path for path in searched if path.exists()), None)
+    folder = data_home / "cifar-10"
+    if source is None:
+        if not download:
+            raise missing_files_error(loader, [ARCHIVE], folder, reason="download=False",
+                                      searched=searched[1:])
+        fetch_all([ARCHIVE], folder, loader, searched=searched[1:])
+        source = folder / ARCHIVE.filename
+    members = _read_members(source, TRAIN_BATCHES + (TEST_BATCH,), loader)
     X_train, y_train = _read(members, TRAIN_BATCHES, n_train, dtype, loader, "n_train")
     X_test, y_test = _read(members, (TEST_BATCH,), n_test, dtype, loader, "n_test")
     if return_X_y:
