@@ -7,6 +7,10 @@ like. Importing this subpackage imports torch and skorch; ``import sknngp``
 does not.
 """
 
-from ._estimators import FiniteNetClassifier, FiniteNetRegressor
+from .._optional import require
+
+require("torch", "skorch", feature="sknngp.finite (finite networks)")
+
+from ._estimators import FiniteNetClassifier, FiniteNetRegressor  # noqa: E402
 
 __all__ = ["FiniteNetClassifier", "FiniteNetRegressor"]

@@ -16,7 +16,11 @@ Examples
 ((40, 64), (8, 8, 1))
 """
 
-from ._config import PRESETS, StudyConfig
+from .._optional import require
+
+require("pandas", "matplotlib", feature="sknngp study", extra="study")
+
+from ._config import PRESETS, StudyConfig  # noqa: E402
 from ._data import AUGMENTATIONS, DATASETS, StudyData, load_study_data
 from ._runner import run_study
 from .experiments import COLUMNS, EXPERIMENTS
