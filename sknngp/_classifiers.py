@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import numpy as np
+import scipy.special
 from sklearn.base import ClassifierMixin, _fit_context
 from sklearn.preprocessing import LabelEncoder
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import column_or_1d
 
-from . import _bank, _inference
+from . import _bank, _inference, _loo
 from ._base import NTK_CONSTRAINTS, NTK_PARAMS_DOC, PARAMS_DOC, KernelEstimatorBase
 from ._regressors import NNGP_ATTRIBUTES, NTK_ATTRIBUTES, _NTKParams
 
@@ -40,8 +41,18 @@ class _KernelClassifier(ClassifierMixin, KernelEstimatorBase):
             raise ValueError(
                 f"y contains 1 class ({self.classes_[0]!r}); a classifier needs at least 2."
             )
-        Y = np.eye(n_classes)[enc.transform(y)] - 1.0 / n_classes
-        return self._fit_targets(X, Y)
+        self._labels = enc.transform(y)
+        Y = np.eye(n_classes)[self._labels] - 1.0 / n_classes
+        try:
+            return self._fit_targets(X, Y)
+        finally:
+            del self._labels
+
+    def _on_solved(self, op, lam, Y, alpha):
+        """Fit the softmax temperature on leave-one-out outputs (see :mod:`sknngp._loo`)."""
+        rows = _loo.loo_rows(len(Y))
+        scores = _loo.loo_outputs(op, lam, Y, alpha, rows)
+        self.temperature_, self.loo_log_loss_ = _loo.fit_temperature(scores, self._labels[rows])
 
     def decision_function(self, X):
         """Regression outputs per class (binary: positive minus negative column).
@@ -56,6 +67,33 @@ class _KernelClassifier(ClassifierMixin, KernelEstimatorBase):
             return out[:, 1] - out[:, 0]
         return out
 
+    def predict_proba(self, X):
+        """Class probabilities: ``softmax(outputs / temperature_)``.
+
+        The outputs are the regression outputs per class (the regressed
+        targets are ``onehot - 1/C``); ``temperature_`` was fitted at ``fit``
+        to minimise the leave-one-out log-loss on the training set, computed
+        in closed form from the fit's factorization (no refit, no held-out
+        split). The argmax of each row is :meth:`predict`.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or (n_samples, H, W, C)
+
+        Returns
+        -------
+        proba : ndarray of shape (n_samples, n_classes)
+            Rows sum to 1; columns follow ``classes_``.
+        """
+        X = self._test_rows(X)
+        return _loo.softmax_proba(self._mean(X, _bank.row_keys(X)), self.temperature_)
+
+    def predict_log_proba(self, X):
+        """Logarithm of :meth:`predict_proba` (computed stably)."""
+        X = self._test_rows(X)
+        scores = self._mean(X, _bank.row_keys(X)) / self.temperature_
+        return scores - scipy.special.logsumexp(scores, axis=1, keepdims=True)
+
     def predict(self, X):
         """Class labels: the argmax of the regression outputs."""
         scores = self.decision_function(X)
@@ -66,6 +104,16 @@ class _KernelClassifier(ClassifierMixin, KernelEstimatorBase):
 
 _CLASSIFIER_ATTRIBUTES = """    classes_ : ndarray of shape (n_classes,)
         Class labels; ``y_train_`` holds their centered one-hot codes ``onehot - 1/C``.
+
+    temperature_ : float
+        Temperature of :meth:`predict_proba`'s softmax, fitted to minimise the
+        leave-one-out log-loss of (up to 512 evenly spaced) training rows,
+        from closed-form leave-one-out outputs (exact for the NNGP posterior
+        and the infinite-time NTK; the linear-smoother approximation for a
+        finite ``t``).
+
+    loo_log_loss_ : float
+        That leave-one-out log-loss at ``temperature_``.
 """
 
 

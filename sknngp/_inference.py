@@ -29,10 +29,11 @@ from . import _solvers
 class _Operator:
     """``T`` for one regularized train kernel: ``apply(B) = T B`` and, for
     symmetric positive ``T``, ``half(B)`` with ``half(B)^T half(B) = B^T T B``.
-    Either the Cholesky factor ``U`` (``K + lambda I = U^T U``) or ``V, g``."""
+    Either the Cholesky factor ``U`` (``K + lambda I = U^T U``) or ``V, g`` (with
+    ``w``, the unregularized eigenvalues of ``K = V diag(w) V^T``)."""
 
-    def __init__(self, U=None, V=None, g=None):
-        self.U, self.V, self.g = U, V, g
+    def __init__(self, U=None, V=None, g=None, w=None):
+        self.U, self.V, self.g, self.w = U, V, g, w
 
     def apply(self, B):
         if self.U is not None:
@@ -66,7 +67,7 @@ class _Strategy:
         lam = _solvers.regularizer(np.trace(K), len(K), f.diag_reg, f.diag_reg_absolute_scale)
         w, V = est._eigh(self.main, K)
         _solvers.check_spectrum(w, lam, kind=kind, diag_reg=f.diag_reg, dtype=f.dtype)
-        return _Operator(V=V, g=self.filter(f, w + lam, Y_size)), lam
+        return _Operator(V=V, g=self.filter(f, w + lam, Y_size), w=w), lam
 
     def filter(self, fitted, w_reg, m):
         return 1.0 / w_reg
@@ -74,7 +75,11 @@ class _Strategy:
     def fit(self, est, K, Y):
         """Dual coefficients ``T Y`` and the ridge; ``K`` is consumed."""
         op, lam = self.train_operator(est, K, Y.size)
-        return op.apply(Y), lam  # the factor is not kept: std/cov rebuild it on demand
+        alpha = op.apply(Y)
+        solved = getattr(est, "_on_solved", None)  # classifiers: leave-one-out calibration
+        if solved is not None:
+            solved(op, lam, Y, alpha)
+        return alpha, lam  # the factor is not kept: std/cov rebuild it on demand
 
     def mean(self, est, cross):
         return cross[self.main] @ est.dual_coef_
