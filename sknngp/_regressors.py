@@ -89,9 +89,21 @@ class _KernelRegressor(RegressorMixin, KernelEstimatorBase):
         Returns
         -------
         y_mean : ndarray of shape (n_samples,) or (n_samples, n_targets)
-        y_std : ndarray of shape (n_samples,), only if ``return_std``
-        y_cov : ndarray of shape (n_samples, n_samples), only if ``return_cov``
+        y_std : ndarray of shape (n_samples,) or (n_samples, n_targets), only if ``return_std``
+            With several targets every column is the same: all targets share one
+            kernel (as in :class:`~sklearn.gaussian_process.GaussianProcessRegressor`).
+        y_cov : ndarray of shape (n_samples, n_samples) or (n_samples, n_samples, n_targets), \
+only if ``return_cov``
         """
+        mean, spread = self._predict(X, return_std, return_cov)
+        if spread is None:
+            return mean
+        if not self._y_1d:  # GaussianProcessRegressor's shapes: one copy per target
+            spread = np.repeat(spread[..., None], self.y_train_.shape[1], axis=-1)
+        return mean, spread
+
+    def _predict(self, X, return_std, return_cov):
+        """``(mean, std or cov or None)``, the spread shared by all targets."""
         if return_std and return_cov:
             raise ValueError(
                 "At most one of return_std and return_cov can be requested; got both True."
@@ -99,7 +111,7 @@ class _KernelRegressor(RegressorMixin, KernelEstimatorBase):
         X = self._test_rows(X)
         keys = _bank.row_keys(X)
         if not (return_std or return_cov):
-            return self._shape_out(self._mean(X, keys))
+            return self._shape_out(self._mean(X, keys)), None
         strategy = self._strategy
         cross = self._kernels(X, keys, self.X_fit_, self._fit_keys, strategy.cov_kinds)
         mean = self._shape_out(strategy.mean(self, cross))
@@ -124,7 +136,7 @@ class _KernelRegressor(RegressorMixin, KernelEstimatorBase):
             (n_samples_X, n_targets, n_samples)
         """
         rng = check_random_state(random_state)
-        mean, cov = self.predict(X, return_cov=True)
+        mean, cov = self._predict(X, False, True)
         if mean.ndim == 1:
             return rng.multivariate_normal(mean, cov, n_samples).T
         draws = [

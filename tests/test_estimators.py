@@ -46,9 +46,11 @@ def test_nngp_posterior_matches_closed_form(data):
     cov = Kss - Ks @ np.linalg.solve(A, Ks.T)
     m, c = reg.predict(Xt, return_cov=True)
     np.testing.assert_allclose(m, mean, rtol=1e-9, atol=1e-12)
-    np.testing.assert_allclose(c, cov, rtol=1e-7, atol=1e-10)
+    # two targets: GaussianProcessRegressor's shapes, one copy per target
+    np.testing.assert_allclose(c, np.stack([cov, cov], axis=-1), rtol=1e-7, atol=1e-10)
     m1, s = reg.predict(Xt, return_std=True)
-    np.testing.assert_allclose(s, np.sqrt(np.diag(cov)), rtol=1e-6, atol=1e-9)
+    std = np.sqrt(np.diag(cov))
+    np.testing.assert_allclose(s, np.stack([std, std], axis=-1), rtol=1e-6, atol=1e-9)
     # one output column
     m0 = NNGPRegressor(diag_reg=1e-3, **ARCH).fit(X, Y[:, 0]).predict(Xt)
     assert m0.shape == (7,)
@@ -81,9 +83,10 @@ def test_ntk_ensemble_matches_closed_form(data, t):
     cov = kss + ks.ntk @ T @ K @ T.T @ ks.ntk.T - ks.ntk @ T @ ks.nngp.T - ks.nngp @ T.T @ ks.ntk.T
     m, c = est.predict(Xt, return_cov=True)
     np.testing.assert_allclose(m, mean, rtol=1e-7, atol=1e-10)
-    np.testing.assert_allclose(c, cov, rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(c, np.stack([cov, cov], axis=-1), rtol=1e-6, atol=1e-9)
     _, s = est.predict(Xt, return_std=True)
-    np.testing.assert_allclose(s, np.sqrt(np.clip(np.diag(cov), 0, None)), rtol=1e-5, atol=1e-8)
+    std = np.sqrt(np.clip(np.diag(cov), 0, None))
+    np.testing.assert_allclose(s, np.stack([std, std], axis=-1), rtol=1e-5, atol=1e-8)
 
 
 def test_ntk_finite_time_approaches_converged(data):
