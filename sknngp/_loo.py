@@ -33,7 +33,7 @@ from . import _solvers
 
 #: training rows whose leave-one-out values fit the temperature (all rows when
 #: fewer); evenly spaced, so sorted data still contributes every class
-LOO_ROWS = 512
+LOO_ROWS = 256
 #: bounds of the inverse temperature ``1/T`` of the search
 BETA_BOUNDS = (1e-4, 1e4)
 _CHUNKS = 8
