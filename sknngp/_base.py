@@ -20,7 +20,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from . import _bank, _solvers
 from .architecture import architecture_from_params
 from .architecture.params import ARCHITECTURE_CONSTRAINTS, ARCHITECTURE_DOC, INPUT_SHAPE_DOC
-from .kernels import _engine
+from .kernels import _engine, _progress
 
 #: test rows per block of kernel entries at prediction time (bounds memory:
 #: 2**23 entries are 64 MiB of float64)
@@ -35,6 +35,7 @@ KERNEL_CONSTRAINTS = {
     "batch_size": [Interval(numbers.Integral, 1, None, closed="left"), None],
     "device": "no_validation",
     "kernel_cache": [str],
+    "verbose": ["verbose"],
 }
 
 NTK_CONSTRAINTS = {
@@ -76,6 +77,10 @@ PARAMS_DOC = (
         ``device``. ``"off"``: compute every kernel afresh. A directory path:
         additionally cache whole kernel blocks on disk, shared by the worker
         processes of ``n_jobs > 1``.
+    verbose : int, default=0
+        ``1``: a progress bar (tqdm, on stderr) for each kernel computation
+        that takes longer than a couple of seconds; ``2``: for every one;
+        ``0``: silent.
 """)
 
 NTK_PARAMS_DOC = """    t : float, default=None
@@ -116,6 +121,7 @@ class KernelEstimatorBase(BaseEstimator):
         batch_size=None,
         device=None,
         kernel_cache="memory",
+        verbose=0,
     ):
         self.architecture = architecture
         self.depth = depth
@@ -132,6 +138,7 @@ class KernelEstimatorBase(BaseEstimator):
         self.batch_size = batch_size
         self.device = device
         self.kernel_cache = kernel_cache
+        self.verbose = verbose
 
     # ------------------------------------------------------------------ input
     def _rows(self, X, reset, y="no_validation", **y_kw):
@@ -180,6 +187,10 @@ class KernelEstimatorBase(BaseEstimator):
     # ---------------------------------------------------------------- kernels
     def _kernels(self, X1, keys1, X2, keys2, kinds):
         """``{kind: K(X1, X2)}`` (``X2=None``: symmetric) through the bank."""
+        with _progress.reporting(self.verbose):
+            return self._kernels_quietly(X1, keys1, X2, keys2, kinds)
+
+    def _kernels_quietly(self, X1, keys1, X2, keys2, kinds):
         plan, x1 = self._engine_input(X1)
         x2 = None if X2 is None else self._engine_input(X2)[1]
         mode = self.kernel_cache
@@ -212,8 +223,9 @@ class KernelEstimatorBase(BaseEstimator):
 
     def _self_kernels(self, X, kinds):
         plan, x = self._engine_input(X)
-        return _engine.diagonal(plan, x, tuple(kinds), self._fitted.dtype, self.batch_size,
-                                self.device)
+        with _progress.reporting(self.verbose):
+            return _engine.diagonal(plan, x, tuple(kinds), self._fitted.dtype,
+                                    self.batch_size, self.device)
 
     # -------------------------------------------------------------------- fit
     def _fit_targets(self, X, Y):

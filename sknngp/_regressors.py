@@ -41,6 +41,7 @@ class _NTKParams:
         batch_size=None,
         device=None,
         kernel_cache="memory",
+        verbose=0,
     ):
         super().__init__(
             architecture=architecture, depth=depth, activation=activation,
@@ -48,6 +49,7 @@ class _NTKParams:
             width=width, input_shape=input_shape, diag_reg=diag_reg,
             diag_reg_absolute_scale=diag_reg_absolute_scale, solver=solver,
             dtype=dtype, batch_size=batch_size, device=device, kernel_cache=kernel_cache,
+            verbose=verbose,
         )
         self.t = t
         self.learning_rate = learning_rate

@@ -13,6 +13,7 @@ import jax
 import numpy as np
 
 from ..architecture import Flatten, Serial, build_architecture
+from ._progress import reporting, tile_bar
 from ._propagate import finish, initial_state, make_plan, run_step, steps
 from ._tiles import (  # noqa: F401  (re-exported for the bank and the tests)
     TILE_ENTRIES,
@@ -45,6 +46,7 @@ def kernel_matrix(
     dtype="float64",
     batch_size=None,
     device=None,
+    verbose=0,
 ):
     """Infinite-width NNGP and/or NTK kernel matrix of an architecture.
 
@@ -77,6 +79,9 @@ def kernel_matrix(
         (``TILE_ENTRIES`` covariance entries per array).
     device : None, str or jax.Device, default=None
         ``None`` uses every local device of JAX's default backend.
+    verbose : int, default=0
+        ``1`` shows a progress bar (tqdm, on stderr) when the computation takes
+        longer than a couple of seconds, ``2`` always, ``0`` never.
 
     Returns
     -------
@@ -99,7 +104,9 @@ def kernel_matrix(
     arch = dict(architecture=architecture, depth=depth, activation=activation,
                 W_std=W_std, b_std=b_std, parameterization=parameterization, width=width)
     plan, x1, x2 = _prepare(X1, X2, arch, input_shape, "X1")
-    out, _, _ = compute(plan, x1, None if X2 is None else x2, gets, dkey, batch_size, device)
+    with reporting(verbose):
+        out, _, _ = compute(plan, x1, None if X2 is None else x2, gets, dkey, batch_size,
+                            device)
     if single:
         return out[gets[0]]
     return Kernels(out.get("nngp"), out.get("ntk"))
@@ -143,6 +150,7 @@ def kernel_diagonal(
     dtype="float64",
     batch_size=None,
     device=None,
+    verbose=0,
 ):
     """Self-kernels ``k(x_i, x_i)``: the diagonal of ``kernel_matrix(X)`` in O(n).
 
@@ -161,7 +169,8 @@ def kernel_diagonal(
     arch = dict(architecture=architecture, depth=depth, activation=activation,
                 W_std=W_std, b_std=b_std, parameterization=parameterization, width=width)
     plan, x, _ = _prepare(X, None, arch, input_shape, "X")
-    out = diagonal(plan, x, gets, dkey, batch_size, device)
+    with reporting(verbose):
+        out = diagonal(plan, x, gets, dkey, batch_size, device)
     if single:
         return out[gets[0]]
     return Kernels(out.get("nngp"), out.get("ntk"))
@@ -178,14 +187,19 @@ def diagonal(plan, x, gets, dkey, batch_size=None, device=None):
     fn = _compiled_pairs(plan, "ntk" in gets)
     xs = x.astype(_DTYPES[dkey])
     out = {g: np.empty(n) for g in gets}
-    for i in range(0, n, chunk):
-        with jax.enable_x64(dkey == "float64"):
-            a = jax.device_put(_pad_rows(xs[i:i + chunk], chunk), dev)
-            nngp, ntk = fn(a, a)
-            res = {"nngp": nngp, "ntk": ntk}
-            r = min(chunk, n - i)
-            for g in gets:
-                out[g][i:i + r] = np.asarray(res[g], dtype=np.float64)[:r]
+    bar = tile_bar(n, f"kernel diagonal {n}", unit="row")
+    try:
+        for i in range(0, n, chunk):
+            with jax.enable_x64(dkey == "float64"):
+                a = jax.device_put(_pad_rows(xs[i:i + chunk], chunk), dev)
+                nngp, ntk = fn(a, a)
+                res = {"nngp": nngp, "ntk": ntk}
+                r = min(chunk, n - i)
+                for g in gets:
+                    out[g][i:i + r] = np.asarray(res[g], dtype=np.float64)[:r]
+            bar.update(r)
+    finally:
+        bar.close()
     return out
 
 

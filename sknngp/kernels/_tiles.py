@@ -21,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 import jax
 import numpy as np
 
+from ._progress import tile_bar
 from ._propagate import finish, initial_state, run_step, steps
 from ._validation import _DTYPES, resolve_devices
 
@@ -241,13 +242,23 @@ def compute(plan, x1, x2, gets, dkey, batch_size=None, device=None, *, start=Non
                 for bnd in readouts:
                     put(ro[bnd][g], i, j, ri, rj, ro_tiles[bnd][g], diagonal_tile)
 
+    bar = tile_bar(len(jobs), f"kernel {n1}x{n2}")
+
+    def run_and_report(job_index):
+        run(job_index)
+        with lock:
+            bar.update(1)
+
     n_workers = _n_workers(devices)
-    if n_workers == 1 or len(jobs) == 1:
-        for k in range(len(jobs)):
-            run(k)
-    else:
-        with ThreadPoolExecutor(n_workers) as pool:
-            list(pool.map(run, range(len(jobs))))
+    try:
+        if n_workers == 1 or len(jobs) == 1:
+            for k in range(len(jobs)):
+                run_and_report(k)
+        else:
+            with ThreadPoolExecutor(n_workers) as pool:
+                list(pool.map(run_and_report, range(len(jobs))))
+    finally:
+        bar.close()
     return out, ro, cap
 
 
