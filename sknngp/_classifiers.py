@@ -107,7 +107,7 @@ _CLASSIFIER_ATTRIBUTES = """    classes_ : ndarray of shape (n_classes,)
 
     temperature_ : float
         Temperature of :meth:`predict_proba`'s softmax, fitted to minimise the
-        leave-one-out log-loss of (up to 256 evenly spaced) training rows,
+        leave-one-out log-loss of (up to 128 evenly spaced) training rows,
         from closed-form leave-one-out outputs (exact for the NNGP posterior
         and the infinite-time NTK; the linear-smoother approximation for a
         finite ``t``).

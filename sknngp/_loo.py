@@ -33,10 +33,10 @@ from . import _solvers
 
 #: training rows whose leave-one-out values fit the temperature (all rows when
 #: fewer); evenly spaced, so sorted data still contributes every class
-LOO_ROWS = 256
+LOO_ROWS = 128
 #: bounds of the inverse temperature ``1/T`` of the search
 BETA_BOUNDS = (1e-4, 1e4)
-_CHUNKS = 8
+_CHUNKS = 2
 
 
 def loo_rows(n):
