@@ -209,7 +209,12 @@ def main(argv=None):
     try:
         _study_parser(sub)
     except MissingDependencyError as err:
-        # --version and --help still work; the study says what to install
+        # --version and --help still work; the study says all it misses
+        try:
+            require("pandas", "matplotlib", "torch", "skorch", feature="sknngp study",
+                    extra="study")
+        except MissingDependencyError as everything:
+            err = everything
         sub.add_parser("study", help="reproduce the paper's comparisons (needs the study extra)",
                        add_help=False)
         args, _ = parser.parse_known_args(argv)
