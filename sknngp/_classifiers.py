@@ -107,7 +107,8 @@ _CLASSIFIER_ATTRIBUTES = """    classes_ : ndarray of shape (n_classes,)
 
     temperature_ : float
         Temperature of :meth:`predict_proba`'s softmax, fitted to minimise the
-        leave-one-out log-loss of (up to 128 evenly spaced) training rows,
+        leave-one-out log-loss of evenly spaced training rows (all of them up to
+        n ~ 1,250, at least 128 beyond; targets smoothed by one pseudo-observation),
         from closed-form leave-one-out outputs (exact for the NNGP posterior
         and the infinite-time NTK; the linear-smoother approximation for a
         finite ``t``).

@@ -17,9 +17,10 @@ with the Cholesky factor the fit already has (only the trailing block below
 each row is touched), or one product with the eigenvectors.
 
 :func:`fit_temperature` then chooses the single temperature ``T`` of
-``softmax(F / T)`` that minimises the mean leave-one-out log-loss. The loss
-is convex in ``1/T``; the search is a bounded scalar minimisation, so the
-result is deterministic.
+``softmax(F / T)`` that minimises the mean leave-one-out log-loss (targets
+smoothed by one pseudo-observation, so that perfectly separated rows still
+give a finite ``T``). The loss is convex in ``1/T``; the search is a bounded
+scalar minimisation, so the result is deterministic.
 """
 
 from __future__ import annotations
@@ -31,9 +32,12 @@ from scipy.special import log_softmax
 
 from . import _solvers
 
-#: training rows whose leave-one-out values fit the temperature (all rows when
+#: at least this many training rows give leave-one-out values (all rows when
 #: fewer); evenly spaced, so sorted data still contributes every class
 LOO_ROWS = 128
+#: more rows while their triangular solves stay under this many flops
+#: (``rows * n**2``): all rows up to n ~ 1,250, 128 from n ~ 4,000
+LOO_FLOPS = 2e9
 #: bounds of the inverse temperature ``1/T`` of the search
 BETA_BOUNDS = (1e-4, 1e4)
 _CHUNKS = 2
@@ -41,7 +45,8 @@ _CHUNKS = 2
 
 def loo_rows(n):
     """Evenly spaced training rows used for the leave-one-out values."""
-    return np.unique(np.linspace(0, n - 1, min(n, LOO_ROWS)).round().astype(np.intp))
+    m = min(n, max(LOO_ROWS, int(LOO_FLOPS / max(n, 1) ** 2)))
+    return np.unique(np.linspace(0, n - 1, m).round().astype(np.intp))
 
 
 def inverse_diagonal(U, rows):
@@ -80,21 +85,31 @@ def loo_outputs(op, lam, Y, alpha, rows):
     return Y[rows] - residual / (Vr ** 2 @ h)[:, None]
 
 
-def mean_log_loss(beta, scores, labels):
-    """Mean log-loss of ``softmax(beta * scores)`` at the integer ``labels``."""
+def mean_log_loss(beta, scores, labels, smoothing=0.0):
+    """Mean log-loss of ``softmax(beta * scores)`` at the integer ``labels``,
+    against targets ``(1 - smoothing) * onehot + smoothing / C``."""
     logp = log_softmax(beta * scores, axis=1)
-    return -float(np.mean(logp[np.arange(len(labels)), labels]))
+    hit = logp[np.arange(len(labels)), labels]
+    return -float(np.mean((1.0 - smoothing) * hit + smoothing * logp.mean(axis=1)))
 
 
 def fit_temperature(scores, labels):
     """``(T, loss)``: the temperature minimising the mean log-loss of
-    ``softmax(scores / T)`` and that loss."""
+    ``softmax(scores / T)``, and that (unsmoothed) loss.
+
+    The targets are smoothed by ``1 / (m + 1)`` for ``m`` rows: one
+    pseudo-observation spread evenly over the classes. Without it, rows that
+    are all classified correctly (common on easy data) would drive ``T`` to 0
+    and the probabilities to 0/1, so that a single test mistake costs an
+    unbounded log-loss.
+    """
+    smoothing = 1.0 / (len(labels) + 1)
     lo, hi = np.log(BETA_BOUNDS[0]), np.log(BETA_BOUNDS[1])
     res = scipy.optimize.minimize_scalar(
-        lambda log_beta: mean_log_loss(np.exp(log_beta), scores, labels),
+        lambda log_beta: mean_log_loss(np.exp(log_beta), scores, labels, smoothing),
         bounds=(lo, hi), method="bounded", options={"xatol": 1e-6},
     )
-    return float(np.exp(-res.x)), float(res.fun)
+    return float(np.exp(-res.x)), mean_log_loss(np.exp(res.x), scores, labels)
 
 
 def softmax_proba(scores, temperature):

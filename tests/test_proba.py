@@ -70,21 +70,37 @@ def test_inverse_diagonal_matches_a_dense_inverse():
 
 def test_loo_rows_cover_sorted_data_evenly():
     assert_allclose(_loo.loo_rows(5), np.arange(5))
+    assert_allclose(_loo.loo_rows(1000), np.arange(1000))  # cheap: every row
+    assert 128 < len(_loo.loo_rows(2000)) < 2000
     rows = _loo.loo_rows(10_000)
     assert len(rows) == _loo.LOO_ROWS and rows[0] == 0 and rows[-1] == 9_999
     assert np.ptp(np.diff(rows)) <= 1
 
 
-def test_temperature_minimises_the_loss_on_a_grid():
+def test_temperature_minimises_the_smoothed_loss_on_a_grid():
     rng = np.random.RandomState(2)
     scores = rng.normal(size=(200, 4))
     labels = np.where(rng.rand(200) < 0.7, scores.argmax(1), rng.randint(0, 4, 200))
     T, loss = _loo.fit_temperature(scores, labels)
     grid = np.exp(np.linspace(np.log(1e-3), np.log(1e3), 4001))
-    losses = [_loo.mean_log_loss(1 / t, scores, labels) for t in grid]
-    assert loss <= min(losses) + 1e-9
-    assert_allclose(T, grid[np.argmin(losses)], rtol=5e-3)
+    smoothed = [_loo.mean_log_loss(1 / t, scores, labels, 1 / 201) for t in grid]
+    assert_allclose(T, grid[np.argmin(smoothed)], rtol=5e-3)
+    # the reported loss is the plain log-loss at that temperature
     assert_allclose(loss, log_loss(labels, _loo.softmax_proba(scores, T)), rtol=1e-10)
+    # one pseudo-observation in 201 barely moves T on noisy data
+    plain = [_loo.mean_log_loss(1 / t, scores, labels) for t in grid]
+    assert_allclose(T, grid[np.argmin(plain)], rtol=0.05)
+
+
+def test_separable_rows_keep_a_finite_temperature():
+    """All rows right: the unsmoothed optimum is T -> 0 (one-hot probabilities)."""
+    scores = np.eye(3)[np.arange(90) % 3] + 0.01 * np.random.RandomState(0).normal(size=(90, 3))
+    labels = np.arange(90) % 3
+    T, _ = _loo.fit_temperature(scores, labels)
+    P = _loo.softmax_proba(scores, T)
+    assert T > 1.5 * (1 / _loo.BETA_BOUNDS[1])
+    # the most confident probability leaves room for a mistake: about 1 - 1/(m+1)
+    assert 0.98 < P.max() < 1 - 1e-4
 
 
 @pytest.mark.parametrize("Classifier, params", [
