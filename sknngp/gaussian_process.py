@@ -211,8 +211,10 @@ class _NeuralKernel(Kernel):
     def _values(self, plan, x1, x2, dkey):
         kinds = (self._kind,)
         if self.kernel_cache == "off":
-            out, _, _ = _engine.compute(plan, x1, x2, kinds, dkey, self.batch_size,
-                                        self.device)
+            K, _ = _autodiff.kernel_and_gradient(
+                plan, x1, x2, kinds, self.W_std, self.b_std, (), dkey, self.batch_size,
+                self.device)[self._kind]
+            return K
         else:
             keys1 = _bank.row_keys(x1)
             keys2 = None if x2 is None else _bank.row_keys(x2)
@@ -269,8 +271,13 @@ _DOC = """
         ``"memory"``: kernel values (not gradients) go through the in-process
         kernel bank, so repeated calls on the same rows with the same
         hyperparameters (cross-validation folds of ``SVC``, ``KernelRidge``,
-        a refit, ``predict`` after ``fit``) compute only missing entries.
-        ``"off"``: compute every call afresh.
+        a refit, ``predict`` after ``fit``) compute only missing entries; the
+        engine compiles its program once per value of ``W_std`` and
+        ``b_std``. ``"off"``: every call computes afresh, with ``W_std`` and
+        ``b_std`` as arguments of a program compiled once for all values
+        (the better choice for values at many hyperparameter settings
+        without gradients, e.g. a grid over the log marginal likelihood or
+        ``GridSearchCV`` over ``kernel__W_std``).
 
     Notes
     -----

@@ -7,7 +7,9 @@ instead (one shared ``W_std`` and ``b_std``, as in the named architectures)
 and the registered kernel maps run unchanged on them. Forward-mode autodiff
 pushes one tangent per requested hyperparameter through each step (the JVPs
 are batched with ``vmap``, the primal is computed once), in log space:
-``d K / d log h = h * d K / d h``.
+``d K / d log h = h * d K / d h``. Without tangents the same chain gives
+values alone, compiled once for every value of ``W_std`` and ``b_std``
+(the engine compiles once per value).
 
 The matrix is cut into tiles like the engine's (zero-padded to one compiled
 shape; a symmetric block computes the tiles on and above the diagonal), and
@@ -61,7 +63,10 @@ def _neutral(plan):
 def _push(fn, hyper, dhyper, primals=(), tangents=()):
     """``fn(hyper, *primals)`` and its JVPs along each row of ``dhyper``
     (with the matching leading slice of ``tangents``): ``(out, d_out)`` where
-    each leaf of ``d_out`` has a leading axis of size ``len(dhyper)``."""
+    each leaf of ``d_out`` has a leading axis of size ``len(dhyper)``; no
+    rows: ``d_out`` is None (values only)."""
+    if dhyper.shape[0] == 0:
+        return fn(hyper, *primals), None
 
     def one(dh, tans):
         return jax.jvp(fn, (hyper, *primals), (dh, *tans))
@@ -96,6 +101,9 @@ class _Chain:
         for step in self.rest:
             state, dstate = step(hyper, dhyper, state, dstate)
         kernels = finish(state, self.want_ntk)
+        if dstate is None:
+            return kernels, tuple(None if k is None else jnp.zeros((0,) + k.shape, k.dtype)
+                                  for k in kernels)
         if self.want_ntk and dstate[1] is None:
             dstate = (dstate[0], jnp.zeros_like(dstate[0])) + tuple(dstate[2:])
         return kernels, (dstate[0], dstate[1])
@@ -121,8 +129,9 @@ def kernel_and_gradient(plan, x1, x2, kinds, W_std, b_std, wrt, dkey,
     W_std, b_std : float
         The values at which to evaluate, shared by every Dense / Conv layer.
     wrt : tuple of str
-        Hyperparameters (from :data:`HYPERPARAMETERS`, at least one) to
-        differentiate in.
+        Hyperparameters (from :data:`HYPERPARAMETERS`) to differentiate in;
+        ``()`` computes values only (with ``W_std`` and ``b_std`` still
+        arguments of the compiled program, not constants).
     dkey : {"float64", "float32"}
     batch_size, device
         Tile size and devices, as for the engine.
@@ -133,7 +142,7 @@ def kernel_and_gradient(plan, x1, x2, kinds, W_std, b_std, wrt, dkey,
         ``K`` of shape (n1, n2) and ``dK`` of shape (n1, n2, len(wrt)) with
         ``dK[..., k] = d K / d log(wrt[k])``.
     """
-    if not wrt or any(name not in HYPERPARAMETERS for name in wrt):
+    if any(name not in HYPERPARAMETERS for name in wrt):
         raise ValueError(f"wrt must name some of {list(HYPERPARAMETERS)}; got {list(wrt)}.")
     symmetric = x2 is None
     x2 = x1 if symmetric else x2
