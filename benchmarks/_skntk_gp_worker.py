@@ -3,7 +3,8 @@
 Usage: python _skntk_gp_worker.py IN.npz OUT.json (runs in scikit-ntk's own
 venv; called by bench_gp_kernels.py). Reads Xtr, ytr, Xte, yte and a JSON
 config (depth, bias, alpha, repeats); writes the fit + predict seconds of each
-run (the first is the cold one), the fitted kernel, the log marginal
+run (the first is the cold one), the seconds of each evaluation of the train
+kernel with its gradient (after one untimed), the fitted kernel, the log marginal
 likelihood, the test accuracy (arg-max of the one-hot prediction) and the
 versions.
 """
@@ -27,9 +28,16 @@ def main(inp, out):
             NeuralTangentKernel(depth=cfg["depth"], bias=cfg["bias"]), alpha=cfg["alpha"])
         pred = gpr.fit(data["Xtr"], data["ytr"]).predict(data["Xte"])
         seconds.append(time.perf_counter() - t)
+    kernel = NeuralTangentKernel(depth=cfg["depth"], bias=cfg["bias"])
+    kernel(data["Xtr"], eval_gradient=True)
+    gradient_seconds = []
+    for _ in range(cfg["repeats"]):
+        t = time.perf_counter()
+        kernel(data["Xtr"], eval_gradient=True)
+        gradient_seconds.append(time.perf_counter() - t)
     with open(out, "w") as fh:
         json.dump({
-            "seconds": seconds, "kernel": repr(gpr.kernel_),
+            "seconds": seconds, "kernel_gradient_seconds": gradient_seconds, "kernel": repr(gpr.kernel_),
             "log_marginal_likelihood": float(gpr.log_marginal_likelihood_value_),
             "accuracy": float(np.mean(pred.argmax(1) == data["yte"].argmax(1))),
             "versions": {p: version(p) for p in ("scikit-ntk", "scikit-learn", "numpy", "scipy")},

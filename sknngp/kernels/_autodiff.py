@@ -158,7 +158,8 @@ def kernel_and_gradient(plan, x1, x2, kinds, W_std, b_std, wrt, dkey,
     devices = resolve_devices(device)
     xs1 = x1.astype(np_dtype)
     xs2 = xs1 if symmetric else x2.astype(np_dtype)
-    out = {kind: (np.empty((n1, n2)), np.empty((n1, n2, m))) for kind in kinds}
+    # tangents first: the mirrored and symmetrized blocks are 2-D transposes
+    out = {kind: (np.empty((n1, n2)), np.empty((m, n1, n2))) for kind in kinds}
     jobs = [(i, j) for i in range(0, n1, tile) for j in range(0, n2, tile)
             if not (symmetric and j < i)]
 
@@ -173,18 +174,17 @@ def kernel_and_gradient(plan, x1, x2, kinds, W_std, b_std, wrt, dkey,
             b = None if diagonal else put(_pad_rows(xs2[j:j + tile], tile))
             kernels, tangents = chain.run(put(hyper), put(dhyper), a, b)
             blocks = {kind: (np.asarray(kernels[k], dtype=np.float64)[:ri, :rj],
-                             np.moveaxis(np.asarray(tangents[k], dtype=np.float64),
-                                         0, -1)[:ri, :rj])
+                             np.asarray(tangents[k], dtype=np.float64)[:, :ri, :rj])
                       for k, kind in enumerate(("nngp", "ntk")) if kind in kinds}
         for kind, (block, dblock) in blocks.items():
             K, dK = out[kind]
             if diagonal:  # (i, j) and (j, i) differ by round-off (summation order)
                 block = 0.5 * (block + block.T)
-                dblock = 0.5 * (dblock + dblock.transpose(1, 0, 2))
-            K[i:i + ri, j:j + rj], dK[i:i + ri, j:j + rj] = block, dblock
+                dblock = 0.5 * (dblock + dblock.transpose(0, 2, 1))
+            K[i:i + ri, j:j + rj], dK[:, i:i + ri, j:j + rj] = block, dblock
             if symmetric and not diagonal:
                 K[j:j + rj, i:i + ri] = block.T
-                dK[j:j + rj, i:i + ri] = dblock.transpose(1, 0, 2)
+                dK[:, j:j + rj, i:i + ri] = dblock.transpose(0, 2, 1)
 
     workers = _n_workers(devices)
     if workers == 1 or len(jobs) == 1:
@@ -193,4 +193,4 @@ def kernel_and_gradient(plan, x1, x2, kinds, W_std, b_std, wrt, dkey,
     else:  # tiles write disjoint blocks
         with ThreadPoolExecutor(workers) as pool:
             list(pool.map(run, range(len(jobs))))
-    return out
+    return {kind: (K, np.moveaxis(dK, 0, -1)) for kind, (K, dK) in out.items()}
