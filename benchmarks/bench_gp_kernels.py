@@ -148,7 +148,7 @@ def meta():
                 numpy=np.__version__, scipy=scipy.__version__, jax=jax.__version__,
                 sklearn=sklearn.__version__, sknngp=sknngp.__version__,
                 sknngp_commit=commit or None, devices=[str(d) for d in jax.devices()],
-                dtype="float64", data="sklearn digits / 16",
+                dtype="float64", data="sklearn digits / 16", load_average=os.getloadavg(),
                 date=time.strftime("%Y-%m-%d %H:%M:%S %z"))
 
 
