@@ -16,6 +16,8 @@ _LAZY = {
     "NTKRegressor": "sknngp.estimators",
     "NNGPClassifier": "sknngp.estimators",
     "NTKClassifier": "sknngp.estimators",
+    "NNGPKernel": "sknngp.gaussian_process",
+    "NTKKernel": "sknngp.gaussian_process",
     "ZCAWhitener": "sknngp.preprocessing",
     "PerImageStandardizer": "sknngp.preprocessing",
     "AugmentedEnsemble": "sknngp.ensemble",

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 
+import jax
 import jax.numpy as jnp
 
 # asin(s) = s + s z P(z), z = s^2, 0 <= s <= 1/2 (P: degree-12 Chebyshev fit;
@@ -47,6 +48,34 @@ def _asin_reduced(a):
     return s + s * z * p, big
 
 
+# Derivatives (for hyperparameter gradients, :mod:`sknngp.kernels._autodiff`).
+# At identical inputs the correlation is clamped to exactly 1 and the square
+# roots below meet 0, where the chain rule would multiply a zero tangent by an
+# infinite derivative (NaN). Along every such path the argument stays at its
+# end point, so these functions define the derivative there as 0 and use the
+# closed forms elsewhere. Values (and the compiled forward pass) are unchanged.
+
+
+@jax.custom_jvp
+def sqrt0(x):
+    """``sqrt(x)`` for ``x >= 0`` whose derivative at ``x == 0`` is taken as 0."""
+    return jnp.sqrt(x)
+
+
+@sqrt0.defjvp
+def _sqrt0_jvp(primals, tangents):
+    (x,), (dx,) = primals, tangents
+    root = jnp.sqrt(x)
+    return root, dx * jnp.where(x > 0, 0.5 / jnp.where(x > 0, root, 1.0), 0.0)
+
+
+def _unit_slope(x):
+    """``1 / sqrt(1 - x^2)`` inside (-1, 1), 0 at and beyond the end points."""
+    inside = jnp.abs(x) < 1.0
+    return jnp.where(inside, 1.0 / jnp.sqrt(jnp.where(inside, 1.0 - x * x, 1.0)), 0.0)
+
+
+@jax.custom_jvp
 def arccos(x):
     """Branch-free arccos with float64 accuracy; ``x`` is clipped to [-1, 1]."""
     x = jnp.clip(x, -1.0, 1.0)
@@ -55,6 +84,13 @@ def arccos(x):
     return jnp.where(x < 0, math.pi - acos_abs, acos_abs)
 
 
+@arccos.defjvp
+def _arccos_jvp(primals, tangents):
+    (x,), (dx,) = primals, tangents
+    return arccos(x), -dx * _unit_slope(x)
+
+
+@jax.custom_jvp
 def arcsin(x):
     """Branch-free arcsin with float64 accuracy; ``x`` is clipped to [-1, 1]."""
     x = jnp.clip(x, -1.0, 1.0)
@@ -63,10 +99,16 @@ def arcsin(x):
     return jnp.where(x < 0, -asin_abs, asin_abs)
 
 
+@arcsin.defjvp
+def _arcsin_jvp(primals, tangents):
+    (x,), (dx,) = primals, tangents
+    return arcsin(x), dx * _unit_slope(x)
+
+
 def abrelu_normaliser(var, a, b):
     """Per-position ``(1 / sqrt(var), sqrt(var))``; ``(0, 0)`` where ``var == 0``."""
     del a, b
-    n = jnp.sqrt(jnp.maximum(var, 0.0))
+    n = sqrt0(jnp.maximum(var, 0.0))
     safe = jnp.where(n > 0, n, 1.0)
     return jnp.where(n > 0, 1.0 / safe, 0.0), n
 
@@ -90,7 +132,7 @@ def abrelu_pair(k12, norm1, norm2, a, b):
     kdot = t * inv_2pi
     if a == b:
         return kdot * k12, kdot
-    sin = jnp.sqrt(jnp.maximum(1.0 - cos * cos, 0.0))
+    sin = sqrt0(jnp.maximum(1.0 - cos * cos, 0.0))
     s_term = sin * (n1 * n2)  # sqrt(k11 k22 - k12^2)
     return ((a - b) ** 2 * s_term + t * k12) * inv_2pi, kdot
 
