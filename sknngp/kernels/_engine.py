@@ -19,8 +19,10 @@ from ._tiles import (  # noqa: F401  (re-exported for the bank and the tests)
     _entries_per_pair,
     _pad_rows,
     _step,
+    _sub_plan,
     choose_tile,
     compute,
+    jitted_step,
     pipeline,
 )
 from ._validation import _DTYPES, _parse_dtype, _parse_get, as_images, resolve_devices
@@ -115,7 +117,7 @@ def _compiled_pairs(plan, want_ntk):
         return run_step(plan, bounds[0], state, want_ntk)
 
     chain = [jax.jit(jax.vmap(first))] + [
-        jax.jit(jax.vmap(functools.partial(_step, plan, bd, want_ntk))) for bd in bounds[1:]
+        jitted_step(_sub_plan(plan, bd), want_ntk, vmapped=True) for bd in bounds[1:]
     ]
 
     def fn(x1, x2):

@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 import jax
 import numpy as np
 
-from ._propagate import finish, initial_state, run_step, steps
+from ._propagate import Plan, finish, initial_state, run_step, steps
 from ._validation import _DTYPES, resolve_devices
 
 
@@ -81,8 +81,26 @@ def _check_memory(n1, n2, n_out, plan, tile, itemsize):
         )
 
 
+def _sub_plan(plan, bounds):
+    """The layers of one step, with their shapes and layout, as a plan of its own."""
+    lo, hi = bounds
+    return Plan(plan.layers[lo:hi], plan.full_inputs[lo:hi], plan.shapes[lo:hi])
+
+
+@functools.lru_cache(maxsize=256)
+def jitted_step(sub, want_ntk, vmapped=False):
+    """The compiled function of one step, shared by every identical step.
+
+    Steps are keyed by their content (layers, shapes, covariance layout), not
+    by their position, so the ``depth`` identical hidden steps of a named
+    architecture compile once: the compile cost does not grow with depth.
+    """
+    fn = functools.partial(_step, sub, (0, len(sub.layers)), want_ntk)
+    return jax.jit(jax.vmap(fn) if vmapped else fn)
+
+
 class _Pipeline:
-    """One jitted function per step (see ``_propagate.steps``), chained.
+    """One jitted function per distinct step (see ``_propagate.steps``), chained.
 
     ``run(x1, x2)`` computes a tile (``x2=None``: a diagonal tile of a
     symmetric matrix). ``start=(b, state)`` resumes from the state after step
@@ -99,9 +117,7 @@ class _Pipeline:
         self.first_same = jax.jit(
             lambda x1: run_step(plan, bounds[0], initial_state(plan, x1, x1, True), want_ntk)
         )
-        self.rest = [None] + [
-            jax.jit(functools.partial(_step, plan, bd, want_ntk)) for bd in bounds[1:]
-        ]
+        self.rest = [None] + [jitted_step(_sub_plan(plan, bd), want_ntk) for bd in bounds[1:]]
 
     def run(self, x1, x2, start=None, taps=()):
         if start is None:
