@@ -25,7 +25,14 @@ from ._tiles import (  # noqa: F401  (re-exported for the bank and the tests)
     jitted_step,
     pipeline,
 )
-from ._validation import _DTYPES, _parse_dtype, _parse_get, as_images, resolve_devices
+from ._validation import (
+    _DTYPES,
+    _parse_dtype,
+    _parse_get,
+    as_images,
+    check_finite_kernels,
+    resolve_devices,
+)
 
 Kernels = namedtuple("Kernels", ["nngp", "ntk"])
 Kernels.__doc__ = "NNGP and NTK kernel matrices returned by ``kernel_matrix(get=('nngp', 'ntk'))``."
@@ -101,7 +108,8 @@ def kernel_matrix(
     arch = dict(architecture=architecture, depth=depth, activation=activation,
                 W_std=W_std, b_std=b_std, parameterization=parameterization, width=width)
     plan, x1, x2 = _prepare(X1, X2, arch, input_shape, "X1")
-    out, _, _ = compute(plan, x1, None if X2 is None else x2, gets, dkey, batch_size, device)
+    out, _, _ = compute(plan, x1, None if X2 is None else x2, gets, dkey, batch_size, device,
+                        what="X1" if X2 is None else "X1, X2")
     if single:
         return out[gets[0]]
     return Kernels(out.get("nngp"), out.get("ntk"))
@@ -188,6 +196,7 @@ def diagonal(plan, x, gets, dkey, batch_size=None, device=None):
             r = min(chunk, n - i)
             for g in gets:
                 out[g][i:i + r] = np.asarray(res[g], dtype=np.float64)[:r]
+    check_finite_kernels(out, dkey, "X")
     return out
 
 
@@ -204,8 +213,8 @@ def _prepare(X1, X2, arch, input_shape, name1):
         )
     if x1.ndim == 3:
         raise ValueError(
-            f"3-D inputs of shape {x1.shape} are ambiguous: pass (n, H, W, C) images "
-            "or 2-D rows with input_shape=(H, W, C)."
+            f"{name1} is 3-D, shape {x1.shape}, which is ambiguous: pass (n, H, W, C) "
+            "images or 2-D rows with input_shape=(H, W, C)."
         )
     plan, flat = plan_for(stack, x1.shape[1:])
     if flat:

@@ -22,7 +22,7 @@ import jax
 import numpy as np
 
 from ._propagate import Plan, finish, initial_state, run_step, steps
-from ._validation import _DTYPES, resolve_devices
+from ._validation import _DTYPES, check_finite_kernels, resolve_devices
 
 
 def _entries_per_pair(plan):
@@ -164,7 +164,7 @@ def _swap(arr, full):
 
 
 def compute(plan, x1, x2, gets, dkey, batch_size=None, device=None, *, start=None,
-            readouts=(), capture=None):
+            readouts=(), capture=None, what="X"):
     """Tiled evaluation of a prepared plan (``x2=None``: the symmetric block).
 
     Parameters
@@ -180,10 +180,19 @@ def compute(plan, x1, x2, gets, dkey, batch_size=None, device=None, *, start=Non
     capture : int, optional
         Step whose output state is returned, as a :class:`TileState`.
 
+    what : str
+        How the inputs are named in the error raised when a kernel overflows.
+
     Returns
     -------
     out : dict {kind: (n1, n2)}; readout : {step: {kind: (n1, n2)}};
     state : TileState or None
+
+    Raises
+    ------
+    ValueError
+        If a kernel holds NaN or infinite values (overflow). Nothing
+        non-finite leaves the engine, so nothing non-finite is ever cached.
     """
     symmetric = x2 is None
     if symmetric:
@@ -264,6 +273,9 @@ def compute(plan, x1, x2, gets, dkey, batch_size=None, device=None, *, start=Non
     else:
         with ThreadPoolExecutor(n_workers) as pool:
             list(pool.map(run, range(len(jobs))))
+    check_finite_kernels(out, dkey, what)
+    for arrays in ro.values():
+        check_finite_kernels(arrays, dkey, what)
     return out, ro, cap
 
 
