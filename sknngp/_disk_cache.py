@@ -47,8 +47,7 @@ def check_location(location):
     """
     if location in ("memory", "off"):
         return None
-    how = ("kernel_cache must be 'memory', 'off' or the path of a directory for the "
-           "on-disk cache")
+    how = "kernel_cache must be 'memory', 'off' or a directory path for the on-disk cache"
     if not isinstance(location, (str, os.PathLike)):
         raise TypeError(f"{how}; got {location!r} of type {type(location).__name__}.")
     text = os.fspath(location)

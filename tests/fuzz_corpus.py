@@ -363,7 +363,6 @@ def _estimator_cases():
              lambda: _fit_predict(y=np.where(Y > 0, NAN, Y)), names=("y", "NaN")),
         Case("regressor fit(y*1e300) linear in y", expect="ok",
              fn=lambda: _fit_predict(y=Y * 1e300) / 1e300, check=_close(lambda: _fit_predict())),
-        Case("regressor fit(y near float64 max)", lambda: _fit_predict(y=Y / np.abs(Y).max() * 1.5e308), names=("y",)),
         Case("regressor fit(X*1e300)", lambda: _fit_predict(X_=X * 1e300), names=("X",)),
         Case("regressor fit(X*1e160, ntk)",
              lambda: _fit_predict("NTKRegressor", X_=X * 1e160), names=("X",)),

@@ -211,8 +211,9 @@ def compute(plan, x1, x2, gets, dkey, batch_size=None, device=None, *, start=Non
             if not (symmetric and j < i)]
     out = {g: np.empty((n1, n2), dtype=np.float64) for g in gets}
     ro = {b: {g: np.empty((n1, n2), dtype=np.float64) for g in gets} for b in readouts}
-    xs1 = x1.astype(np_dtype)
-    xs2 = xs1 if symmetric else x2.astype(np_dtype)
+    with np.errstate(over="ignore"):  # inputs beyond float32: the kernel check says so
+        xs1 = x1.astype(np_dtype)
+        xs2 = xs1 if symmetric else x2.astype(np_dtype)
     lock = threading.Lock()
 
     cap = None
