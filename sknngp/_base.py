@@ -74,9 +74,10 @@ PARAMS_DOC = (
         makes ``GridSearchCV`` over ``diag_reg``, ``t`` or ``depth`` cost about
         one kernel). Entries are keyed by the architecture, the kernel dtype
         and the exact bytes of each sample, never by ``batch_size`` or
-        ``device``. ``"off"``: compute every kernel afresh. A directory path:
-        additionally cache whole kernel blocks on disk, shared by the worker
-        processes of ``n_jobs > 1``.
+        ``device``. ``"off"``: compute every kernel afresh. A directory path (its parent
+        folder must exist): additionally cache whole kernel blocks on disk as
+        verified arrays, shared by the worker processes of ``n_jobs > 1``
+        (see the user guide's "Security and data safety" page).
 """)
 
 NTK_PARAMS_DOC = """    t : float, default=None
