@@ -214,7 +214,7 @@ def _prepare(X1, X2, arch, input_shape, name1):
         )
     if x1.ndim == 3:
         raise ValueError(
-            f"{name1} is 3-D, shape {x1.shape}, which is ambiguous: pass (n, H, W, C) "
+            f"{name1}: 3-D inputs of shape {x1.shape} are ambiguous: pass (n, H, W, C) "
             "images or 2-D rows with input_shape=(H, W, C)."
         )
     plan, flat = plan_for(stack, x1.shape[1:])
