@@ -73,9 +73,17 @@ def main(argv=None):
     print(f"\n{len(cases)} cases, {clean} clean, {len(cases) - clean} unclean: "
           + ", ".join(f"{k} {v}" for k, v in sorted(counts.items()) if k != "clean"))
     if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(dict(sknngp=sknngp.__file__, counts=dict(counts), cases=rows), fh,
-                      indent=1)
+        import platform
+
+        import numpy
+
+        machine = dict(platform=platform.platform(), python=platform.python_version(),
+                       cpus=os.cpu_count(), numpy=numpy.__version__, jax=jax.__version__)
+        tmp = args.json + ".tmp"
+        with open(tmp, "w") as fh:
+            json.dump(dict(sknngp=sknngp.__file__, machine=machine, counts=dict(counts),
+                           cases=rows), fh, indent=1)
+        os.replace(tmp, args.json)
 
 
 if __name__ == "__main__":
