@@ -120,9 +120,13 @@ def _write(path, arrays, kinds, key, location):
         with os.fdopen(fd, "wb") as fh:
             np.savez(fh, checksum=_checksum(arrays, kinds, key), **arrays)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(exc, OSError):  # disk full, directory removed mid-write, ...
+            raise ValueError(
+                f"kernel_cache={location!r}: cannot write the cache ({exc})."
+            ) from None
         raise
 
 

@@ -319,3 +319,14 @@ def test_plan_pickles_without_its_cached_hash():
     hash(plan)
     assert "_hash" not in pickle.loads(pickle.dumps(plan)).__dict__
     assert pickle.loads(pickle.dumps(plan)) == plan
+
+
+def test_disk_cache_write_failure_is_clear_and_leaves_no_temp_file(tmp_path, monkeypatch):
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(_disk_cache.np, "savez", disk_full)
+    with pytest.raises(ValueError, match=r"kernel_cache=.*cannot write the cache "
+                                         r"\(\[Errno 28\] No space left on device\)"):
+        NNGPRegressor(depth=1, kernel_cache=str(tmp_path)).fit(X, Y)
+    assert os.listdir(tmp_path) == []
