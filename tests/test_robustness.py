@@ -148,7 +148,7 @@ def test_kernel_overflow_is_refused_and_not_banked():
 @given(
     hnp.arrays(np.float64, hnp.array_shapes(min_dims=2, max_dims=2, min_side=1, max_side=3),
                elements=st.floats(-1e3, 1e3)),
-    st.integers(-320, 320),
+    st.integers(-320, 308),
     st.sampled_from(["float32", "float64"]),
 )
 def test_kernel_matrix_finite_or_refused(X_, exponent, dtype):
