@@ -330,3 +330,16 @@ def test_disk_cache_write_failure_is_clear_and_leaves_no_temp_file(tmp_path, mon
                                          r"\(\[Errno 28\] No space left on device\)"):
         NNGPRegressor(depth=1, kernel_cache=str(tmp_path)).fit(X, Y)
     assert os.listdir(tmp_path) == []
+
+
+def test_depth_family_is_bounded():
+    """One pass reads off at most MAX_MEMBERS shallower depths (finding each
+    costs a plan: all 999 of a depth-1000 stack cost O(depth**2))."""
+    from sknngp.architecture import build_architecture
+    from sknngp.kernels import _family
+
+    plan, _ = _engine.plan_for(build_architecture("fc", depth=200), (4,))
+    found = _family.members(plan)
+    assert len(found) == _family.MAX_MEMBERS
+    # the nearest ones: depths 136..199
+    assert [len(p.layers) for _, p in found] == [2 * d + 2 for d in range(136, 200)]
