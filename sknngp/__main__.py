@@ -208,8 +208,9 @@ def main(argv=None):
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     try:
         _study_parser(sub)
-    except MissingDependencyError as err:
+    except MissingDependencyError as first:
         # --version and --help still work; the study says all it misses
+        err = first
         try:
             require("pandas", "matplotlib", "torch", "skorch", feature="sknngp study",
                     extra="study")

@@ -17,10 +17,11 @@ from sklearn.base import BaseEstimator
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from . import _bank, _solvers
-from .architecture import architecture_from_params
+from . import _bank, _disk_cache, _solvers
+from .architecture import ARCHITECTURE_PARAMS, architecture_from_params
 from .architecture.params import ARCHITECTURE_CONSTRAINTS, ARCHITECTURE_DOC, INPUT_SHAPE_DOC
 from .kernels import _engine, _progress
+from .kernels._validation import parse_input_shape, resolve_devices
 
 #: test rows per block of kernel entries at prediction time (bounds memory:
 #: 2**23 entries are 64 MiB of float64)
@@ -28,7 +29,7 @@ PREDICT_ENTRIES = 2**23
 
 KERNEL_CONSTRAINTS = {
     **ARCHITECTURE_CONSTRAINTS,
-    "diag_reg": [Interval(numbers.Real, 0, None, closed="left")],
+    "diag_reg": [Interval(numbers.Real, 0, np.inf, closed="left")],
     "diag_reg_absolute_scale": ["boolean"],
     "solver": [StrOptions(set(_solvers.SOLVERS))],
     "dtype": [StrOptions({"float32", "float64"})],
@@ -39,8 +40,8 @@ KERNEL_CONSTRAINTS = {
 }
 
 NTK_CONSTRAINTS = {
-    "t": [Interval(numbers.Real, 0, None, closed="left"), None],
-    "learning_rate": [Interval(numbers.Real, 0, None, closed="neither")],
+    "t": [Interval(numbers.Real, 0, np.inf, closed="left"), None],
+    "learning_rate": [Interval(numbers.Real, 0, np.inf, closed="neither")],
 }
 
 PARAMS_DOC = (
@@ -74,9 +75,10 @@ PARAMS_DOC = (
         makes ``GridSearchCV`` over ``diag_reg``, ``t`` or ``depth`` cost about
         one kernel). Entries are keyed by the architecture, the kernel dtype
         and the exact bytes of each sample, never by ``batch_size`` or
-        ``device``. ``"off"``: compute every kernel afresh. A directory path:
-        additionally cache whole kernel blocks on disk, shared by the worker
-        processes of ``n_jobs > 1``.
+        ``device``. ``"off"``: compute every kernel afresh. A directory path (its parent
+        folder must exist): additionally cache whole kernel blocks on disk as
+        verified arrays, shared by the worker processes of ``n_jobs > 1``
+        (see the user guide's "Security and data safety" page).
     verbose : int, default=0
         ``1``: a progress bar (tqdm, on stderr) for each kernel computation
         that takes longer than a couple of seconds; ``2``: for every one;
@@ -143,7 +145,7 @@ class KernelEstimatorBase(BaseEstimator):
     # ------------------------------------------------------------------ input
     def _rows(self, X, reset, y="no_validation", **y_kw):
         """Validate 2-D rows or 4-D NHWC images; return 2-D float64 rows (and y)."""
-        shape = None if self.input_shape is None else tuple(self.input_shape)
+        shape = parse_input_shape(self.input_shape)
         if getattr(X, "ndim", 2) == 4:
             image = tuple(int(s) for s in X.shape[1:])
             if shape is not None and shape != image:
@@ -165,12 +167,54 @@ class KernelEstimatorBase(BaseEstimator):
             )
         if reset:
             self.image_shape_ = shape
-        elif shape is not None and self.image_shape_ is not None and shape != self.image_shape_:
+        elif shape is not None and shape != self.image_shape_:
+            fitted = ("2-D rows (no input_shape)" if self.image_shape_ is None
+                      else f"images of shape {self.image_shape_}")
             raise ValueError(
-                f"X has image shape {shape} but the estimator was fitted on "
-                f"{self.image_shape_}."
+                f"X has image shape {shape} but the estimator was fitted on {fitted}; "
+                "pass X in the layout used in fit, or refit."
             )
         return X if no_y else (X, y)
+
+    # ------------------------------------------------------------- parameters
+    def _check_params(self):
+        """What the constraint table cannot check; run by ``fit`` and again at
+        prediction time (parameters may have been set after ``fit``)."""
+        _disk_cache.check_location(self.kernel_cache)
+        resolve_devices(self.device)
+        parse_input_shape(self.input_shape)
+
+    def _check_predict(self):
+        """Validate the parameters again before using the fitted state.
+
+        ``set_params`` after ``fit`` is not validated by scikit-learn; invalid
+        values get the same errors as in ``fit``, and a changed architecture
+        (whose kernels the fitted state cannot be mixed with) asks for a refit.
+        """
+        check_is_fitted(self)
+        self._validate_params()
+        self._check_params()
+        params = self.get_params(deep=False)
+        if architecture_from_params(params) != self.architecture_:
+            before = self._fitted.architecture_params
+            changed = ", ".join(
+                f"{name}: {before[name]!r} -> {params[name]!r}"
+                for name in ARCHITECTURE_PARAMS if before[name] != params[name]
+            )
+            raise ValueError(
+                f"The architecture parameters changed since fit ({changed}); the fitted "
+                "state belongs to the architecture it was fitted with. Call fit again "
+                "(refit) to use the new parameters, or set them back."
+            )
+
+    @staticmethod
+    def _finite(arr, what):
+        if not np.all(np.isfinite(arr)):
+            raise ValueError(
+                f"{what} overflowed to inf or NaN; rescale y (e.g. divide by its "
+                "standard deviation) or X."
+            )
+        return arr
 
     def _sample_shape(self):
         return self.image_shape_ or (self.n_features_in_,)
@@ -203,13 +247,7 @@ class KernelEstimatorBase(BaseEstimator):
             out = _bank.kernels(plan, self._fitted.dtype, x1, keys1, x2, keys2, kinds,
                                 batch_size=self.batch_size, device=self.device,
                                 use_bank=mode == "memory")
-        for kind, K in out.items():
-            if not np.all(np.isfinite(K)):
-                raise ValueError(
-                    f"The {kind} kernel contains NaN or infinite values "
-                    f"(dtype={self._fitted.dtype!r}). Use dtype='float64' and standardize X."
-                )
-        return out
+        return out  # finite: the engine refuses kernels that overflow
 
     def _train_kernels(self, kinds):
         """Train kernels, fetched again from the bank (or recomputed); owned copies."""
@@ -240,11 +278,14 @@ class KernelEstimatorBase(BaseEstimator):
                 f"solver='cholesky' cannot give the finite-time NTK (t={t!r}): it needs "
                 "the spectrum of the train NTK. Use solver='auto' or 'eigh', or t=None."
             )
-        architecture = architecture_from_params(self.get_params())
+        self._check_params()
+        params = self.get_params(deep=False)
+        architecture = architecture_from_params(params)
         fitted = SimpleNamespace(
             diag_reg=self.diag_reg, diag_reg_absolute_scale=self.diag_reg_absolute_scale,
             solver=self.solver, dtype=self.dtype, t=t,
             learning_rate=getattr(self, "learning_rate", None),
+            architecture_params={name: params[name] for name in ARCHITECTURE_PARAMS},
         )
         previous = {name: self.__dict__[name] for name in _FITTED if name in self.__dict__}
         try:
@@ -254,6 +295,7 @@ class KernelEstimatorBase(BaseEstimator):
             K = self._kernels(X, self._fit_keys, None, None, self._strategy.mean_kinds)
             K = K[self._strategy.main]  # the caller's own array: the bank keeps copies
             self.dual_coef_, self.regularization_ = self._strategy.fit(self, K, Y)
+            self._finite(self.dual_coef_, "The dual coefficients")
         except BaseException:
             for name in _FITTED:
                 self.__dict__.pop(name, None)
@@ -263,7 +305,7 @@ class KernelEstimatorBase(BaseEstimator):
 
     # ---------------------------------------------------------------- predict
     def _test_rows(self, X):
-        check_is_fitted(self)
+        self._check_predict()
         return self._rows(X, reset=False)
 
     def _mean(self, X, keys):
@@ -275,7 +317,7 @@ class KernelEstimatorBase(BaseEstimator):
             cross = self._kernels(X[i:i + step], keys[i:i + step], self.X_fit_,
                                   self._fit_keys, self._strategy.mean_kinds)
             out[i:i + step] = self._strategy.mean(self, cross)
-        return out
+        return self._finite(out, "The predictions")
 
     def __getstate__(self):
         state = dict(super().__getstate__())  # a copy: the live estimator keeps its cache

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 from sklearn.base import RegressorMixin, _fit_context
 from sklearn.utils import check_random_state
-from sklearn.utils.validation import check_is_fitted
 
 from . import _bank, _inference, _solvers
 from ._base import (
@@ -70,6 +71,11 @@ class _KernelRegressor(RegressorMixin, KernelEstimatorBase):
         self : object
         """
         X, y = self._rows(X, reset=True, y=y, multi_output=True, y_numeric=True)
+        if y.dtype.kind not in "biuf":
+            raise ValueError(
+                f"y must be numeric for a regressor; got dtype {y.dtype}. For class "
+                f"labels use {type(self).__name__.replace('Regressor', 'Classifier')}."
+            )
         self._y_1d = y.ndim == 1
         return self._fit_targets(X, np.asarray(y, dtype=np.float64).reshape(len(y), -1))
 
@@ -116,7 +122,7 @@ only if ``return_cov``
             return self._shape_out(self._mean(X, keys)), None
         strategy = self._strategy
         cross = self._kernels(X, keys, self.X_fit_, self._fit_keys, strategy.cov_kinds)
-        mean = self._shape_out(strategy.mean(self, cross))
+        mean = self._shape_out(self._finite(strategy.mean(self, cross), "The predictions"))
         if return_std:
             diag = self._self_kernels(X, ("nngp",))["nngp"]
             var = _solvers.clip_variance(strategy.variance(self, cross, diag), self._warn)
@@ -137,6 +143,9 @@ only if ``return_cov``
         y_samples : ndarray of shape (n_samples_X, n_samples) or
             (n_samples_X, n_targets, n_samples)
         """
+        if (isinstance(n_samples, bool) or not isinstance(n_samples, numbers.Integral)
+                or n_samples < 1):
+            raise ValueError(f"n_samples must be a positive integer; got {n_samples!r}.")
         rng = check_random_state(random_state)
         mean, cov = self._predict(X, False, True)
         if mean.ndim == 1:
@@ -220,9 +229,10 @@ class NNGPRegressor(_KernelRegressor):
         (Rasmussen & Williams 2006, eq. 2.30). ``diag_reg=None`` uses the value
         of the last fit; the train kernel is fetched from the bank (or recomputed).
         """
-        check_is_fitted(self)
+        self._check_predict()
         reg = self._fitted.diag_reg if diag_reg is None else diag_reg
-        if not (isinstance(reg, (int, float, np.number)) and np.isfinite(reg) and reg >= 0):
+        if isinstance(reg, (bool, np.bool_)) or not (
+                isinstance(reg, numbers.Real) and np.isfinite(reg) and reg >= 0):
             raise ValueError(f"diag_reg must be a finite number >= 0; got {reg!r}.")
         return self._strategy.log_marginal_likelihood(self, reg)
 

@@ -40,10 +40,15 @@ def _per_image_standardize(X):
     returned as zeros instead of being divided by ~0.
     """
     X = np.asarray(X, dtype=np.float64)
+    # Divide each row by its largest magnitude first (the result does not
+    # depend on a row's scale): the mean and norm of rows of 1e160 overflow,
+    # those of rows of 1e-160 underflow.
+    top = np.abs(X).max(axis=1, keepdims=True)
+    X = X / np.where(top > 0, top, 1.0)
     centred = X - X.mean(axis=1, keepdims=True)
     norms = np.linalg.norm(centred, axis=1, keepdims=True)
     # Round-off floor: centring a constant row leaves residues of order
-    # eps * |x|, whose norm is at most ~ sqrt(d) * eps * max|x|.
+    # eps * |x|, whose norm is at most ~ sqrt(d) * eps * max|x| (max|x| <= 1 now).
     floor = 10 * _EPS * np.sqrt(X.shape[1]) * np.abs(X).max(axis=1, keepdims=True)
     constant = norms <= floor
     centred[constant[:, 0]] = 0.0
@@ -376,7 +381,14 @@ class ZCAWhitener(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             constant = scale <= 10 * _EPS * np.maximum(np.abs(mean), 1.0)
             self.channel_mean_, self.channel_scale_ = mean, np.where(constant, 1.0, scale)
 
+        # Whitening does not depend on the data's overall scale (with the
+        # relative zca_reg): work on X / 2**k with max |X / 2**k| ~ 1, so that
+        # second moments of data of 1e160 (or 1e-160) neither overflow nor
+        # underflow; the public eigenvalues_ / regularization_ are in X's units.
         Xs = self._standardize(X)
+        top = float(np.max(np.abs(Xs))) if Xs.size else 0.0
+        self._scale = 2.0 ** round(np.log2(top)) if top > 0 else 1.0
+        Xs = Xs / self._scale
         n, d = Xs.shape
         if n >= d:
             # C is d x d and (generically) full rank: symmetric eigensolver.
@@ -389,7 +401,8 @@ class ZCAWhitener(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             s = sigma**2 / n
         s = np.clip(s, 0.0, None)  # eigh may return -eps for null directions
         trace = np.einsum("ij,ij->", Xs, Xs) / n
-        reg = float(self.zca_reg if self.zca_reg_absolute_scale else self.zca_reg * trace / d)
+        reg = float(self.zca_reg / np.float64(self._scale) ** 2 if self.zca_reg_absolute_scale
+                    else self.zca_reg * trace / d)
 
         if reg <= 0.0:
             rank = int(np.sum(s > s[0] * max(n, d) * _EPS)) if s[0] > 0 else 0
@@ -404,8 +417,11 @@ class ZCAWhitener(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
                     "zeros, also set zca_reg_absolute_scale=True."
                 )
         self.components_ = components
-        self.eigenvalues_ = s
-        self.regularization_ = reg
+        self._eigenvalues, self._regularization = s, reg  # in units of X / _scale
+        with np.errstate(over="ignore"):
+            square = np.float64(self._scale) ** 2
+            self.eigenvalues_ = s * square
+            self.regularization_ = float(reg * square)
         return self
 
     def transform(self, X):
@@ -424,7 +440,7 @@ class ZCAWhitener(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         """
         X, shape, was_4d = self._validate_for_transform(X)
         _check_output_layout(self, was_4d)
-        out = self._apply(self._standardize(X), power=-0.5)
+        out = self._apply(self._standardize(X) / self._scale, power=-0.5)
         return out.reshape(-1, *shape) if was_4d else out
 
     @available_if(_inverse_available)
@@ -448,7 +464,7 @@ class ZCAWhitener(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             The images before whitening (and before channel standardization).
         """
         X, shape, was_4d = self._validate_for_transform(X, inverse=True)
-        out = self._apply(X, power=0.5)
+        out = self._apply(X, power=0.5) * self._scale
         if self.channel_mean_ is not None:
             n_ch = self._n_channels()
             pixels = out.reshape(out.shape[0], -1, n_ch)
@@ -488,9 +504,9 @@ class ZCAWhitener(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         """Multiply rows by ``(C + reg I)^power`` (power = -1/2 or +1/2)."""
         V = self.components_
         coef = X @ V.T  # coordinates in the eigenbasis of C
-        out = (coef * (self.eigenvalues_ + self.regularization_) ** power) @ V
+        out = (coef * (self._eigenvalues + self._regularization) ** power) @ V
         if V.shape[0] < V.shape[1]:
             # Directions orthogonal to the training data: eigenvalue 0, so the
             # factor is reg**power (exactly what the full d x d W would do).
-            out += self.regularization_**power * (X - coef @ V)
+            out += self._regularization**power * (X - coef @ V)
         return out

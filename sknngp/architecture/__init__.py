@@ -23,6 +23,8 @@ from ._layers import (
     Dense,
     Erf,
     Flatten,
+    MAX_LAYERS,
+    MAX_STD,
     GlobalAvgPool,
     Layer,
     LeakyRelu,
@@ -46,7 +48,7 @@ from ._shapes import LayerShape, infer_shapes, prod
 __all__ = [
     "ABRelu", "Abs", "AvgPool", "Conv", "Dense", "Erf", "Flatten", "GlobalAvgPool",
     "Layer", "LeakyRelu", "Relu", "Serial", "serial", "pad_lo_hi",
-    "ACTIVATIONS", "ARCHITECTURE_PARAMS", "ARCHITECTURES", "MAX_DEPTH",
+    "ACTIVATIONS", "ARCHITECTURE_PARAMS", "ARCHITECTURES", "MAX_DEPTH", "MAX_LAYERS", "MAX_STD",
     "activation_layer", "architecture_from_params", "build_architecture",
     "Registry", "LayerShape", "infer_shapes", "prod",
 ]

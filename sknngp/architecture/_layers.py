@@ -15,11 +15,22 @@ standard deviations of the weights and biases, and ``parameterization`` is
 
 from __future__ import annotations
 
+import math
+import numbers
+import operator
 from dataclasses import dataclass, field
 from typing import ClassVar, Optional, Tuple
 
 _PARAMETERIZATIONS = ("ntk", "standard")
 _PADDINGS = ("SAME", "VALID")
+
+#: largest accepted ``W_std`` / ``b_std``: their squares scale the kernel, and
+#: above ~1.3e154 the square itself overflows float64
+MAX_STD = 1e150
+
+#: most layers a stack may hold (a named architecture at the largest depth
+#: has ``2 * MAX_DEPTH + 2``); longer stacks only stress the compiler
+MAX_LAYERS = 4096
 
 
 def _check_choice(name, value, options):
@@ -29,9 +40,39 @@ def _check_choice(name, value, options):
         )
 
 
+def _check_real(name, value, low=-math.inf, high=math.inf):
+    """``value`` as a float in ``[low, high]``; rejects NaN, infinities, bools, strings."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, numbers.Real)
+        or not (low <= float(value) <= high)
+    ):
+        where = "a finite number" if low == -math.inf else f"a number in [{low:g}, {high:g}]"
+        raise ValueError(f"{name} must be {where}; got {value!r}.")
+    return float(value)
+
+
+def _check_stds(layer):
+    for name in ("W_std", "b_std"):
+        value = _check_real(name, getattr(layer, name), 0.0, MAX_STD)
+        object.__setattr__(layer, name, value)
+
+
+def _check_width(width):
+    if width is None:
+        return None
+    if isinstance(width, bool) or not isinstance(width, numbers.Integral) or width < 1:
+        raise ValueError(
+            f"width must be a positive integer or None (a readout); got {width!r}."
+        )
+    return int(width)
+
+
 def _check_positive_tuple(name, value, ndim=None):
     try:
-        value = tuple(int(v) for v in value)
+        if isinstance(value, (str, bytes)):
+            raise TypeError
+        value = tuple(operator.index(v) for v in value)
     except TypeError:
         raise ValueError(
             f"{name} must be a tuple of positive integers; got {value!r}."
@@ -93,11 +134,8 @@ class Dense(Layer):
 
     def __post_init__(self):
         _check_choice("parameterization", self.parameterization, _PARAMETERIZATIONS)
-        if self.W_std < 0 or self.b_std < 0:
-            raise ValueError(
-                f"W_std and b_std must be non-negative; got W_std={self.W_std!r}, "
-                f"b_std={self.b_std!r}."
-            )
+        _check_stds(self)
+        object.__setattr__(self, "width", _check_width(self.width))
 
 
 @dataclass(frozen=True)
@@ -132,6 +170,8 @@ class Conv(Layer):
         object.__setattr__(self, "strides", _check_positive_tuple("strides", st, len(fs)))
         _check_choice("padding", self.padding, _PADDINGS)
         _check_choice("parameterization", self.parameterization, _PARAMETERIZATIONS)
+        _check_stds(self)
+        object.__setattr__(self, "width", _check_width(self.width))
 
     def output_spatial(self, spatial):
         return tuple(
@@ -149,6 +189,9 @@ class ABRelu(Layer):
     a: float = 0.0
     b: float = 1.0
 
+    def __post_init__(self):
+        _check_ab(self)
+
 
 def Relu():
     """ReLU, ``max(x, 0)``: ``ABRelu(a=0, b=1)``."""
@@ -157,7 +200,7 @@ def Relu():
 
 def LeakyRelu(alpha=0.01):
     """Leaky ReLU with slope ``alpha`` for negative inputs: ``ABRelu(alpha, 1)``."""
-    return ABRelu(float(alpha), 1.0)
+    return ABRelu(_check_real("alpha", alpha, -MAX_STD, MAX_STD), 1.0)
 
 
 def Abs():
@@ -173,6 +216,16 @@ class Erf(Layer):
 
     a: float = 1.0
     b: float = 1.0
+
+    def __post_init__(self):
+        _check_ab(self)
+
+
+def _check_ab(layer):
+    for name in ("a", "b"):
+        value = _check_real(f"{type(layer).__name__}.{name}", getattr(layer, name),
+                            -MAX_STD, MAX_STD)
+        object.__setattr__(layer, name, value)
 
 
 @dataclass(frozen=True)
@@ -240,6 +293,12 @@ class Serial(Layer):
                     f"serial() takes layer specifications from sknngp.architecture; "
                     f"got {layer!r} of type {type(layer).__name__}."
                 )
+        if len(flat) > MAX_LAYERS:
+            raise ValueError(
+                f"a layer stack holds at most {MAX_LAYERS} layers; got {len(flat)} layers. "
+                "Much deeper stacks only stress the compiler: the kernel of a deep "
+                "network converges to a fixed point long before."
+            )
         object.__setattr__(self, "layers", tuple(flat))
 
 

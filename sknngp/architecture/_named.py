@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import numbers
 
-from ._layers import Conv, Dense, Erf, Flatten, GlobalAvgPool, Relu, Serial, serial
+from ._layers import (
+    MAX_STD, Conv, Dense, Erf, Flatten, GlobalAvgPool, Relu, Serial, _check_real, serial,
+)
 
 ARCHITECTURES = ("fc", "cnn-vec", "cnn-gap")
 
@@ -91,13 +93,8 @@ def build_architecture(
         )
     depth = _check_int("depth", depth, 1, MAX_DEPTH)
     width = _check_int("width", width, 1, allow_none=True)
-    for name, value in (("W_std", W_std), ("b_std", b_std)):
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, numbers.Real)
-            or not 0 <= value < float("inf")
-        ):
-            raise ValueError(f"{name} must be a finite non-negative number; got {value!r}.")
+    W_std = _check_real("W_std", W_std, 0.0, MAX_STD)
+    b_std = _check_real("b_std", b_std, 0.0, MAX_STD)
     act = activation_layer(activation)
     common = dict(W_std=float(W_std), b_std=float(b_std), parameterization=parameterization)
     if architecture == "fc":

@@ -13,15 +13,15 @@ import numbers
 
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from ._layers import Serial
+from ._layers import MAX_STD, Serial
 from ._named import ACTIVATIONS, ARCHITECTURES, MAX_DEPTH
 
 ARCHITECTURE_CONSTRAINTS = {
     "architecture": [StrOptions(set(ARCHITECTURES)), Serial],
     "depth": [Interval(numbers.Integral, 1, MAX_DEPTH, closed="both")],
     "activation": [StrOptions(set(ACTIVATIONS))],
-    "W_std": [Interval(numbers.Real, 0, None, closed="left")],
-    "b_std": [Interval(numbers.Real, 0, None, closed="left")],
+    "W_std": [Interval(numbers.Real, 0, MAX_STD, closed="both")],
+    "b_std": [Interval(numbers.Real, 0, MAX_STD, closed="both")],
     "parameterization": [StrOptions({"ntk", "standard"})],
     "width": [Interval(numbers.Integral, 1, None, closed="left"), None],
     "input_shape": [tuple, list, None],
@@ -37,7 +37,7 @@ ARCHITECTURE_DOC = f"""
         Number of hidden Dense / Conv layers.
     activation : {{{", ".join(repr(a).replace("'", '"') for a in ACTIVATIONS)}}}, default="relu"
         Nonlinearity after every hidden layer.
-    W_std, b_std : float, default=sqrt(2), 0.1
+    W_std, b_std : float in [0, 1e150], default=sqrt(2), 0.1
         Weight and bias standard deviations of every Dense / Conv layer.
     parameterization : {{"ntk", "standard"}}, default="ntk"
         ``"ntk"``: each layer computes ``W_std / sqrt(fan_in) * (omega @ x) +

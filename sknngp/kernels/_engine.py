@@ -20,11 +20,20 @@ from ._tiles import (  # noqa: F401  (re-exported for the bank and the tests)
     _entries_per_pair,
     _pad_rows,
     _step,
+    _sub_plan,
     choose_tile,
     compute,
+    jitted_step,
     pipeline,
 )
-from ._validation import _DTYPES, _parse_dtype, _parse_get, as_images, resolve_devices
+from ._validation import (
+    _DTYPES,
+    _parse_dtype,
+    _parse_get,
+    as_images,
+    check_finite_kernels,
+    resolve_devices,
+)
 
 Kernels = namedtuple("Kernels", ["nngp", "ntk"])
 Kernels.__doc__ = "NNGP and NTK kernel matrices returned by ``kernel_matrix(get=('nngp', 'ntk'))``."
@@ -106,7 +115,7 @@ def kernel_matrix(
     plan, x1, x2 = _prepare(X1, X2, arch, input_shape, "X1")
     with reporting(verbose):
         out, _, _ = compute(plan, x1, None if X2 is None else x2, gets, dkey, batch_size,
-                            device)
+                            device, what="X1" if X2 is None else "X1, X2")
     if single:
         return out[gets[0]]
     return Kernels(out.get("nngp"), out.get("ntk"))
@@ -122,7 +131,7 @@ def _compiled_pairs(plan, want_ntk):
         return run_step(plan, bounds[0], state, want_ntk)
 
     chain = [jax.jit(jax.vmap(first))] + [
-        jax.jit(jax.vmap(functools.partial(_step, plan, bd, want_ntk))) for bd in bounds[1:]
+        jitted_step(_sub_plan(plan, bd), want_ntk, vmapped=True) for bd in bounds[1:]
     ]
 
     def fn(x1, x2):
@@ -185,7 +194,8 @@ def diagonal(plan, x, gets, dkey, batch_size=None, device=None):
     chunk = min(n, int(batch_size) if batch_size is not None else min(per, 4096))
     dev = resolve_devices(device)[0]
     fn = _compiled_pairs(plan, "ntk" in gets)
-    xs = x.astype(_DTYPES[dkey])
+    with np.errstate(over="ignore"):  # inputs beyond float32: the kernel check says so
+        xs = x.astype(_DTYPES[dkey])
     out = {g: np.empty(n) for g in gets}
     bar = tile_bar(n, f"kernel diagonal {n}", unit="row")
     try:
@@ -200,6 +210,7 @@ def diagonal(plan, x, gets, dkey, batch_size=None, device=None):
             bar.update(r)
     finally:
         bar.close()
+    check_finite_kernels(out, dkey, "X")
     return out
 
 
@@ -216,8 +227,8 @@ def _prepare(X1, X2, arch, input_shape, name1):
         )
     if x1.ndim == 3:
         raise ValueError(
-            f"3-D inputs of shape {x1.shape} are ambiguous: pass (n, H, W, C) images "
-            "or 2-D rows with input_shape=(H, W, C)."
+            f"{name1}: 3-D inputs of shape {x1.shape} are ambiguous: pass (n, H, W, C) "
+            "images or 2-D rows with input_shape=(H, W, C)."
         )
     plan, flat = plan_for(stack, x1.shape[1:])
     if flat:

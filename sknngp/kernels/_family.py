@@ -18,17 +18,24 @@ from ..architecture import Serial
 from ._propagate import make_plan, steps
 
 
+#: shallower members read off one pass, at most (the nearest ones): finding
+#: each costs a plan of its own, so all of them would cost O(depth**2)
+MAX_MEMBERS = 64
+
+
 @functools.lru_cache(maxsize=256)
 def members(plan):
     """``((step, shallower_plan), ...)``: the steps after which the head gives
-    the kernel of a shallower stack, with that stack's plan."""
+    the kernel of a shallower stack, with that stack's plan (the nearest
+    :data:`MAX_MEMBERS` of them)."""
     bounds = steps(plan)
     if len(bounds) < 2 or plan.layers[-1].nonlinear:
         return ()
     head = bounds[-1][0]
     first = plan.shapes[0]
     out = []
-    for step in range(len(bounds) - 2):  # the last nonlinear step is the stack itself
+    # the last nonlinear step is the stack itself
+    for step in range(max(0, len(bounds) - 2 - MAX_MEMBERS), len(bounds) - 2):
         end = bounds[step][1]
         layers = plan.layers[:end] + plan.layers[head:]
         try:

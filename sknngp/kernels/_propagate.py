@@ -64,6 +64,20 @@ class Plan:
     def spatial_in(self):
         return tuple(s.spatial_in for s in self.shapes)
 
+    def __hash__(self):
+        # plans key the bank's stores and the compiled steps: hash a long stack
+        # once, not on every lookup (not pickled: string hashes vary by process)
+        h = self.__dict__.get("_hash")
+        if h is None:
+            h = hash((self.layers, self.full_inputs, self.shapes))
+            object.__setattr__(self, "_hash", h)
+        return h
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state.pop("_hash", None)
+        return state
+
 
 def make_plan(stack, spatial, channels):
     """Check a stack against an input shape and record what each layer needs."""

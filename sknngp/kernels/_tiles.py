@@ -22,8 +22,8 @@ import jax
 import numpy as np
 
 from ._progress import tile_bar
-from ._propagate import finish, initial_state, run_step, steps
-from ._validation import _DTYPES, resolve_devices
+from ._propagate import Plan, finish, initial_state, run_step, steps
+from ._validation import _DTYPES, check_finite_kernels, resolve_devices
 
 
 def _entries_per_pair(plan):
@@ -82,8 +82,26 @@ def _check_memory(n1, n2, n_out, plan, tile, itemsize):
         )
 
 
+def _sub_plan(plan, bounds):
+    """The layers of one step, with their shapes and layout, as a plan of its own."""
+    lo, hi = bounds
+    return Plan(plan.layers[lo:hi], plan.full_inputs[lo:hi], plan.shapes[lo:hi])
+
+
+@functools.lru_cache(maxsize=256)
+def jitted_step(sub, want_ntk, vmapped=False):
+    """The compiled function of one step, shared by every identical step.
+
+    Steps are keyed by their content (layers, shapes, covariance layout), not
+    by their position, so the ``depth`` identical hidden steps of a named
+    architecture compile once: the compile cost does not grow with depth.
+    """
+    fn = functools.partial(_step, sub, (0, len(sub.layers)), want_ntk)
+    return jax.jit(jax.vmap(fn) if vmapped else fn)
+
+
 class _Pipeline:
-    """One jitted function per step (see ``_propagate.steps``), chained.
+    """One jitted function per distinct step (see ``_propagate.steps``), chained.
 
     ``run(x1, x2)`` computes a tile (``x2=None``: a diagonal tile of a
     symmetric matrix). ``start=(b, state)`` resumes from the state after step
@@ -100,9 +118,7 @@ class _Pipeline:
         self.first_same = jax.jit(
             lambda x1: run_step(plan, bounds[0], initial_state(plan, x1, x1, True), want_ntk)
         )
-        self.rest = [None] + [
-            jax.jit(functools.partial(_step, plan, bd, want_ntk)) for bd in bounds[1:]
-        ]
+        self.rest = [None] + [jitted_step(_sub_plan(plan, bd), want_ntk) for bd in bounds[1:]]
 
     def run(self, x1, x2, start=None, taps=()):
         if start is None:
@@ -149,7 +165,7 @@ def _swap(arr, full):
 
 
 def compute(plan, x1, x2, gets, dkey, batch_size=None, device=None, *, start=None,
-            readouts=(), capture=None):
+            readouts=(), capture=None, what="X"):
     """Tiled evaluation of a prepared plan (``x2=None``: the symmetric block).
 
     Parameters
@@ -165,10 +181,19 @@ def compute(plan, x1, x2, gets, dkey, batch_size=None, device=None, *, start=Non
     capture : int, optional
         Step whose output state is returned, as a :class:`TileState`.
 
+    what : str
+        How the inputs are named in the error raised when a kernel overflows.
+
     Returns
     -------
     out : dict {kind: (n1, n2)}; readout : {step: {kind: (n1, n2)}};
     state : TileState or None
+
+    Raises
+    ------
+    ValueError
+        If a kernel holds NaN or infinite values (overflow). Nothing
+        non-finite leaves the engine, so nothing non-finite is ever cached.
     """
     symmetric = x2 is None
     if symmetric:
@@ -187,8 +212,9 @@ def compute(plan, x1, x2, gets, dkey, batch_size=None, device=None, *, start=Non
             if not (symmetric and j < i)]
     out = {g: np.empty((n1, n2), dtype=np.float64) for g in gets}
     ro = {b: {g: np.empty((n1, n2), dtype=np.float64) for g in gets} for b in readouts}
-    xs1 = x1.astype(np_dtype)
-    xs2 = xs1 if symmetric else x2.astype(np_dtype)
+    with np.errstate(over="ignore"):  # inputs beyond float32: the kernel check says so
+        xs1 = x1.astype(np_dtype)
+        xs2 = xs1 if symmetric else x2.astype(np_dtype)
     lock = threading.Lock()
 
     cap = None
@@ -259,6 +285,9 @@ def compute(plan, x1, x2, gets, dkey, batch_size=None, device=None, *, start=Non
                 list(pool.map(run_and_report, range(len(jobs))))
     finally:
         bar.close()
+    check_finite_kernels(out, dkey, what)
+    for arrays in ro.values():
+        check_finite_kernels(arrays, dkey, what)
     return out, ro, cap
 
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import operator
+
 import jax
 import numpy as np
+import scipy.sparse
 
 _GETS = ("nngp", "ntk")
 _DTYPES = {"float32": np.float32, "float64": np.float64}
@@ -11,7 +14,7 @@ _DTYPES = {"float32": np.float32, "float64": np.float64}
 
 def _parse_get(get):
     single = isinstance(get, str)
-    gets = (get,) if single else tuple(get)
+    gets = (get,) if single else tuple(get) if isinstance(get, (tuple, list)) else ()
     if not gets or any(g not in _GETS for g in gets) or len(set(gets)) != len(gets):
         raise ValueError(
             f"get must be 'nngp', 'ntk' or a tuple of them such as ('nngp', 'ntk'); got {get!r}."
@@ -20,8 +23,10 @@ def _parse_get(get):
 
 
 def _parse_dtype(dtype):
-    key = np.dtype(dtype).name if not isinstance(dtype, str) else dtype
-    if key not in _DTYPES:
+    key = dtype
+    if dtype in (np.float32, np.float64) or isinstance(dtype, np.dtype):
+        key = np.dtype(dtype).name
+    if not isinstance(key, str) or key not in _DTYPES:
         raise ValueError(
             f"dtype must be 'float32' or 'float64'; got {dtype!r}."
         )
@@ -34,7 +39,17 @@ def as_images(X, input_shape, name):
     2-D input with ``input_shape=(H, W, C)`` is reshaped row by row (NHWC order);
     2-D input without ``input_shape`` is a plain feature matrix.
     """
+    if scipy.sparse.issparse(X):
+        raise TypeError(
+            f"{name} is a sparse {type(X).__name__}; kernels need dense input: "
+            f"pass {name}.toarray()."
+        )
     X = np.asarray(X)
+    if np.iscomplexobj(X):
+        raise ValueError(
+            f"{name} is complex ({X.dtype}); kernels need real input: pass the real "
+            "and imaginary parts as separate features."
+        )
     if X.dtype == object or not (np.issubdtype(X.dtype, np.number) or X.dtype == bool):
         raise ValueError(f"{name} must be a numeric array; got dtype {X.dtype}.")
     X = X.astype(np.float64, copy=False)
@@ -45,6 +60,10 @@ def as_images(X, input_shape, name):
         )
     if X.shape[0] == 0:
         raise ValueError(f"{name} has 0 samples; got shape {X.shape}.")
+    if X.shape[-1] == 0 or 0 in X.shape[1:]:
+        raise ValueError(
+            f"{name} has 0 features; got shape {X.shape}. A kernel needs at least one feature."
+        )
     if not np.all(np.isfinite(X)):
         bad = int(np.size(X) - np.count_nonzero(np.isfinite(X)))
         raise ValueError(
@@ -52,7 +71,7 @@ def as_images(X, input_shape, name):
             "(e.g. sklearn.impute.SimpleImputer) before computing kernels."
         )
     if input_shape is not None:
-        shape = tuple(int(s) for s in input_shape)
+        shape = parse_input_shape(input_shape)
         if X.ndim == 2:
             if int(np.prod(shape)) != X.shape[1]:
                 raise ValueError(
@@ -70,6 +89,37 @@ def as_images(X, input_shape, name):
     return X
 
 
+def parse_input_shape(input_shape):
+    """``input_shape`` as a tuple ``(H, W, C)`` of positive ints, or None."""
+    if input_shape is None:
+        return None
+    try:
+        if isinstance(input_shape, (str, bytes)):
+            raise TypeError
+        shape = tuple(operator.index(s) for s in input_shape)
+    except TypeError:
+        shape = ()
+    if len(shape) != 3 or min(shape) < 1 or any(isinstance(s, bool) for s in input_shape):
+        raise ValueError(
+            f"input_shape must be (height, width, channels), three positive integers, "
+            f"or None; got input_shape={input_shape!r}. For 8x8 grey-scale images "
+            "use input_shape=(8, 8, 1)."
+        )
+    return shape
+
+
+def check_finite_kernels(arrays, dkey, what="X"):
+    """Raise if a computed kernel holds NaN or infinite values (overflow)."""
+    for kind, K in arrays.items():
+        if not np.all(np.isfinite(K)):
+            raise ValueError(
+                f"The {kind.upper()} kernel overflowed to inf or NaN in {dkey}: the "
+                f"inputs ({what}) or W_std / b_std are too large for {dkey}. Rescale "
+                f"{what} (e.g. sklearn.preprocessing.StandardScaler), use smaller W_std "
+                "/ b_std" + ("" if dkey == "float64" else ", or dtype='float64'") + "."
+            )
+
+
 def resolve_devices(device):
     """``None``: all local devices of JAX's default backend; a platform name
     ("cpu", "gpu"), ``"gpu:1"``, a ``jax.Device`` or a list of them otherwise."""
@@ -78,6 +128,11 @@ def resolve_devices(device):
     if isinstance(device, jax.Device):
         return [device]
     if isinstance(device, (list, tuple)):
+        if not device:
+            raise ValueError(
+                f"device={device!r} names no device; pass None (JAX's default backend), "
+                "a platform name such as 'cpu' or 'gpu', or a non-empty list of devices."
+            )
         return [d for item in device for d in resolve_devices(item)]
     if isinstance(device, str):
         platform, _, index = device.partition(":")
