@@ -261,7 +261,7 @@ def _assert_gd_matches_ntk(architecture, parameterization, widths, n_ensemble, l
         ref, half, double, discrete = _ntk_prediction(X, X_test, y, lr, t, width=width,
                                                       **kw)
         reg = FiniteNetRegressor(
-            width=width, lr=lr, max_epochs=t, center=True, n_ensemble=n_ensemble,
+            width=width, regime="kernel", lr=lr, max_epochs=t, n_ensemble=n_ensemble,
             random_state=0, **kw,
         ).fit(X, y)
         errors.append(_rel(reg.predict(X_test), ref))
