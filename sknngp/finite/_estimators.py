@@ -256,7 +256,8 @@ class _BaseFiniteNet(BaseEstimator):
         module = FiniteNetModule(**module_kwargs)
         crit = critical_lr_of_module(module, np.asarray(X, dtype=np.float32),
                                      random_state=module_kwargs["seed"])
-        return SGD_AUTO_FRACTION * crit, f"{SGD_AUTO_FRACTION} x critical", crit
+        fraction = SGD_AUTO_FRACTION[self.regime]
+        return fraction * crit, f"{fraction} x critical", crit
 
     def _split(self, n_samples, seed, labels):
         """skorch ``train_split`` and the number of validation rows."""
@@ -407,10 +408,11 @@ _COMMON_DOC = ARCHITECTURE_DOC + """    width : int, default=256
         ``"kernel"``: the setting of the infinite-width correspondence, where
         the network tracks ``NTKRegressor(t=max_epochs, learning_rate=lr_)``:
         full-batch gradient descent (SGD, no momentum) on the MSE of a
-        centered network, for exactly ``max_epochs`` steps (no early
-        stopping), ``lr="auto"`` being half the critical rate. Parameters
-        left at ``"auto"`` follow the regime; one set to a contradicting
-        value raises ``ValueError``.
+        centered network (``center="auto"``; an explicit ``center=False`` is
+        kept), for exactly ``max_epochs`` steps (no early stopping),
+        ``lr="auto"`` being a tenth of the critical rate. Parameters left at
+        ``"auto"`` follow the regime; one set to a contradicting value
+        raises ``ValueError``.
     optimizer : {"auto", "sgd", "adam"}, default="auto"
         ``torch.optim.Adam`` or ``torch.optim.SGD`` (with ``momentum``).
         ``"auto"``: Adam, SGD in the kernel regime.
@@ -419,7 +421,9 @@ _COMMON_DOC = ARCHITECTURE_DOC + """    width : int, default=256
         descent). Adam takes no momentum (``"auto"`` or 0 only).
     lr : float or "auto", default="auto"
         Learning rate; the one used is ``lr_``. ``"auto"`` with SGD: half the
-        critical rate ``2 m / lambda_max(Theta)`` of the network at
+        critical rate (a tenth in the kernel regime, which needs a small step
+        to stay close to the linearized network) ``2 m / lambda_max(Theta)``
+        of the network at
         initialization (``m = n_samples * n_outputs`` target entries,
         ``Theta`` its empirical NTK on at most 1,024 training rows, see
         :func:`critical_learning_rate`): the paper's convention, and the
