@@ -446,12 +446,12 @@ _COMMON_DOC = ARCHITECTURE_DOC + """    width : int, default=256
         for ``patience`` epochs, and restore the parameters of the best
         epoch. The score is the validation accuracy (classifier) or loss
         (regressor) on the ``train_split`` rows; without a validation split
-        (``train_split=None``, or fewer than 50 rows in it or left to
+        (``train_split=None``, or fewer than 20 rows in it or left to
         train), the training loss. ``"auto"``: on, off in the kernel regime.
     train_split : float in (0, 1), callable or None, default=0.1
         Rows held out to monitor early stopping: a fraction (stratified by
         class for classifiers, seeded by ``random_state``; not used when it
-        would hold fewer than 50 rows or leave fewer than 50 to train), or a
+        would hold fewer than 20 rows or leave fewer than 20 to train), or a
         skorch ``train_split`` callable (e.g. ``skorch.dataset.ValidSplit``),
         or None. Unused without early stopping.
     patience : int, default=10

@@ -35,7 +35,7 @@ AUTO_MOMENTUM = 0.9
 AUTO_BATCH = 64
 #: Smallest validation split (rows) for early stopping on validation data;
 #: below it, early stopping watches the training loss and nothing is held out.
-MIN_VALID_ROWS = 50
+MIN_VALID_ROWS = 20
 #: A training loss this many times its first value counts as diverged.
 DIVERGENCE_FACTOR = 1e4
 
