@@ -453,3 +453,29 @@ def test_precision_sizes_follow_n_train():
     assert config.precision_sizes == (100, 200, 400, 800, 1400)
     assert config.replace(n_train=600).precision_sizes == (200, 400, 800, 1600, 2800)
     assert PRESETS["record"].precision_sizes == (250, 500, 1000, 2000, 4000)
+
+
+def test_plots_are_ready_for_a_talk(tmp_path):
+    from sknngp.study import plots
+
+    rows = _supporting_rows()
+    meta = dict(dataset="digits", n_train=300, n_test=300, depth=3, seed=0)
+    assert plots.subtitle(meta) == "digits, n_train=300, n_test=300, depth 3, seed 0"
+    # bars start at zero (no truncated bars) and carry their values
+    fig = plots.plot_finite_vs_infinite(rows[rows["experiment"] == "finite_vs_infinite"])
+    ax = fig.axes[0]
+    assert ax.get_ylim()[0] == 0.0
+    assert any(t.get_text() == "0.950" for t in ax.texts)
+    # the diag_reg and t panels share one y scale
+    fig = plots.plot_regularization(rows[rows["experiment"] == "regularization"])
+    left, right = fig.axes[:2]
+    assert left.get_shared_y_axes().joined(left, right)
+    # "agreement" is defined in the figure
+    fig = plots.plot_finite_width(rows[rows["experiment"] == "finite_width"])
+    assert any("agreement: fraction of test images" in t.get_text() for t in fig.texts)
+    # counts get integer ticks
+    fig = plots.plot_augmentation(rows[rows["experiment"] == "augmentation"])
+    ticks = fig.axes[0].get_xticks()
+    assert np.allclose(ticks, np.round(ticks))
+    path = plots.save_plot("zca", rows[rows["experiment"] == "zca"], tmp_path / "z.png", meta)
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
