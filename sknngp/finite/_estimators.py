@@ -124,7 +124,7 @@ class _BaseFiniteNet(BaseEstimator):
         loss="mse",
         early_stopping="auto",
         train_split=0.1,
-        patience=10,
+        patience=20,
         weight_decay=0.0,
         weight_decay_scaling="layerwise",
         center="auto",
