@@ -60,10 +60,15 @@ def load(name):
 
 def measure(model, data):
     X_train, X_test, y_train, y_test = data
-    start = time.perf_counter()
+    load = os.getloadavg()[0]
+    start, cpu = time.perf_counter(), time.process_time()
     model.fit(X_train, y_train)
-    seconds = time.perf_counter() - start
-    out = dict(accuracy=float(model.score(X_test, y_test)), seconds=round(seconds, 2))
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+    # cpu_seconds: CPU time of this process (all its threads), what the fit costs
+    # on an idle machine with as many cores as threads; seconds is wall time,
+    # inflated by whatever else runs (load_average: 1-min load when it started).
+    out = dict(accuracy=float(model.score(X_test, y_test)), seconds=round(seconds, 2),
+               cpu_seconds=round(cpu, 2), load_average=round(load, 1))
     if isinstance(model, FiniteNetClassifier):
         out.update(epochs=len(model.history_), lr=model.lr_,
                    critical_lr=model.training_["critical_lr"])
@@ -107,12 +112,16 @@ def main(argv=None):
                 print(f"{name} | {label} | seed {seed}: {runs[str(seed)]}", flush=True)
             acc = [r["accuracy"] for r in runs.values()]
             sec = [r["seconds"] for r in runs.values()]
+            cpu = [r["cpu_seconds"] for r in runs.values()]
             summary = dict(accuracy_mean=float(np.mean(acc)), accuracy_min=float(np.min(acc)),
-                           seconds_mean=float(np.mean(sec)), seconds_max=float(np.max(sec)))
+                           seconds_mean=float(np.mean(sec)), seconds_max=float(np.max(sec)),
+                           cpu_seconds_max=float(np.max(cpu)))
             target = TARGETS[name]
+            # time target on CPU time: wall time on this shared machine measures the
+            # other work as much as the fit (both are recorded)
             summary["meets_target"] = bool(
                 summary["accuracy_min"] >= target["accuracy"]
-                and summary["seconds_max"] <= target.get("seconds", np.inf))
+                and summary["cpu_seconds_max"] <= target.get("seconds", np.inf))
             results[name]["models"][label] = dict(runs=runs, **summary)
     doc = dict(benchmark="finite networks with default parameters", meta=meta(),
                seeds=args.seeds, results=results)
