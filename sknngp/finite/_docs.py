@@ -63,9 +63,9 @@ COMMON_DOC = ARCHITECTURE_DOC + """    width : int, default=256
     patience : int, default=20
         Epochs without improvement before early stopping. (Measured on
         Fashion-MNIST, 2,000 images: 20 instead of 10 gained 2-3 points of
-        test accuracy for the same initialization; Adam's noisy steps at the
-        default ``lr`` make the validation accuracy plateau for a while before
-        it improves again.)
+        test accuracy for the same initialization; with Adam's default
+        ``lr`` the validation accuracy plateaus for a while before it
+        improves again.)
     weight_decay : float, default=0.0
         Strength ``lambda`` of the L2 penalty ``lambda / 2 * sum_p s_p *
         ||p||**2`` added through the optimizer (``torch.optim`` weight decay).
