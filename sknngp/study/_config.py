@@ -143,5 +143,6 @@ PRESETS = {
         finite_architectures=("fc", "cnn-vec"),
         precision_scales=(0.125, 0.25, 0.5, 1), width=256, cnn_width=32,
         widths=(16, 64, 256), cnn_widths=(4, 8, 16), epochs=300,
+        lr_fractions=(0.5, 1.0), tuned_weight_decays=(0.0,),
     ),
 }
