@@ -8,7 +8,7 @@ NT_VENV ?= .nt-venv
 SKNTK_VENV ?= .skntk-venv
 PYTEST_WORKERS ?= 2
 
-.PHONY: demo demo-kernels test test-slow docs bench bench-fit nt-reference clean
+.PHONY: demo demo-kernels test test-slow docs bench bench-fit bench-finite nt-reference clean
 
 $(STAMP): pyproject.toml constraints-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -57,6 +57,10 @@ $(SKNTK_VENV)/.installed:
 	touch $@
 
 # Estimator fit/predict cost against its floor and against scikit-ntk.
+# Finite networks with default parameters on digits and Fashion-MNIST (a few minutes).
+bench-finite: $(STAMP)
+	$(PY) benchmarks/bench_finite.py
+
 bench-fit: $(STAMP) $(SKNTK_VENV)/.installed
 	$(PY) benchmarks/bench_fit.py --skntk-python $(SKNTK_VENV)/bin/python
 

@@ -8,8 +8,9 @@ infinite ones (finding 3), NTK parameterization beats standard
 parameterization (finding 5), and accuracy can depend non-monotonically on
 width (finding 9).
 
-This example trains :class:`sknngp.finite.FiniteNetClassifier` (fully connected, MSE
-on centered one-hot targets, full-batch gradient descent) at several widths,
+This example trains :class:`sknngp.finite.FiniteNetClassifier` in the kernel
+regime (``regime="kernel"``: fully connected, MSE on centered one-hot targets,
+full-batch gradient descent, no early stopping) at several widths,
 in NTK and standard parameterization, plain or centered and ensembled, on a
 training subset of scikit-learn's 8x8 digits, and draws the accuracy of the
 NNGP and NTK kernel classifiers of the same architecture beside it: the NTK
@@ -159,7 +160,7 @@ def main(argv=None):
         for label, parameterization, center, n_ensemble in VARIANTS:
             lr = args.lr if parameterization == "ntk" else args.lr * lam_ntk / lam_std
             clf = FiniteNetClassifier(
-                width=width, parameterization=parameterization, lr=lr,
+                width=width, parameterization=parameterization, regime="kernel", lr=lr,
                 max_epochs=args.epochs, center=center,
                 n_ensemble=n_ensemble or args.n_ensemble, random_state=args.seed, **arch,
             )

@@ -132,12 +132,17 @@ def test_finite_vs_infinite_rows(tiny):
     df = _check_rows(ex.finite_vs_infinite(data, config), "finite_vs_infinite")
     for arch in config.architectures:
         sub = df[df["architecture"] == arch]
-        assert sorted(sub["model"]) == ["finite", "finite", "nngp", "ntk", "ntk"]
-        assert set(sub[sub["model"] == "finite"]["variant"]) == {"plain", "centered"}
+        assert sorted(sub["model"]) == ["finite", "finite", "nngp", "ntk"]
+        finite = sub[sub["model"] == "finite"]
+        assert set(finite["variant"]) == {"plain, tuned", "centered, tuned"}
+        assert (finite["param"] == "lr").all() and (finite["value"] > 0).all()
+        # the chosen lr is one of the searched multiples of the network's critical rate
+        fractions = finite["note"].str.extract(r"lr ([0-9.e-]+) x critical")[0].astype(float)
+        assert fractions.isin(config.lr_fractions).all()
+        assert finite["cv_accuracy"].between(0, 1).all()
         kernels = sub[sub["variant"] == "diag_reg by CV"]
         assert sorted(kernels["model"]) == ["nngp", "ntk"]
         assert kernels["value"].isin(config.diag_regs).all()
-        assert sub[sub["param"] == "t"]["value"].tolist() == [config.epochs]
 
 
 @needs_finite
@@ -209,12 +214,13 @@ def test_cli_runs_end_to_end_and_resumes(tmp_path, capsys):
     for number, title in FINDINGS.items():
         assert f"## {number}. {title}" in report
 
-    # a rerun reads every finished experiment back instead of recomputing it
-    (out / "zca.csv").write_text((out / "zca.csv").read_text().replace("no ZCA", "no ZCA (kept)"))
+    # a rerun reads every valid finished experiment back instead of recomputing
+    # it, and the report still covers the experiments not requested this time
     main(argv + ["--experiments", "zca", "precision"])
     printed = capsys.readouterr().out
-    assert "zca: results found" in printed and "precision: results found" in printed
-    assert "no ZCA (kept)" in (out / "results.md").read_text()
+    assert "zca: valid results found" in printed and "precision: valid results found" in printed
+    assert list(pd.read_csv(out / "results.csv")["experiment"].unique()) == ran
+    assert "Wall time of each experiment" in (out / "report.md").read_text()
 
 
 def test_cli_without_command_prints_help(capsys):
@@ -242,10 +248,8 @@ def _supporting_rows():
         cv = dict(variant="diag_reg by CV", param="diag_reg", value=1e-4)
         rows += [R(fvi, arch, "nngp", accuracy=kernel, **cv),
                  R(fvi, arch, "ntk", accuracy=kernel - 0.02, **cv),
-                 R(fvi, arch, "ntk", variant="at the networks' training time", param="t",
-                   value=300, accuracy=0.5),
-                 R(fvi, arch, "finite", variant="plain", accuracy=finite - 0.1),
-                 R(fvi, arch, "finite", variant="centered", accuracy=finite)]
+                 R(fvi, arch, "finite", variant="plain, tuned", accuracy=finite - 0.1),
+                 R(fvi, arch, "finite", variant="centered, tuned", accuracy=finite)]
     regs = [1e-6, 1e-3, 1.0]
     for model, accs in (("nngp", [0.90, 0.93, 0.85]), ("ntk", [0.88, 0.92, 0.84])):
         rows += [R("regularization", "fc", model, param="diag_reg", value=r, accuracy=a,
@@ -298,12 +302,12 @@ def test_report_states_the_numbers():
                                                   input_shape=(8, 8, 1), preset="demo", depth=3))
     assert report.startswith("# sknngp study report")
     assert "digits, 300 training and 300 test images (8x8x1)" in report
-    assert "12 supported, 0 mixed, 0 not supported, 0 not covered." in report
-    assert ("fc: best kernel 0.900 (NNGP), best finite network 0.800 (centered): kernel ahead "
-            "by 10.0 pts for a fully connected network (the NTK at the networks' training "
-            "time t=300: 0.500).") in report
+    assert "12 supported, 0 mixed, 0 not supported, 0 partly covered, 0 not covered." in report
+    assert ("fc: best kernel 0.900 (NNGP), best finite network 0.800 (centered, tuned): kernel "
+            "ahead by 10.0 pts for a fully connected network.") in report
     assert "mean by at least 1 point of test accuracy (or agreement)" in report
-    assert "cnn-vec: best kernel 0.900 (NNGP), best finite network 0.950 (centered)" in report
+    assert ("cnn-vec: best kernel 0.900 (NNGP), best finite network 0.950 (centered, tuned)"
+            in report)
     assert "float32 breaks down from n=1600 on" in report
     assert "no ZCA 0.800; ZCA with zca_reg chosen by CV (0.1) 0.860 (+6.0 pts)" in report
     assert "fc, NTK param.: 16: 0.700, 64: 0.800, 256: 0.750 (non-monotonic)" in report
@@ -341,15 +345,18 @@ def test_report_counts_differences_below_one_point_as_ties():
 
 def test_report_on_no_results_covers_nothing():
     report = make_report([], {"failed": {"zca": "ImportError: no"}})
-    assert "0 supported, 0 mixed, 0 not supported, 12 not covered." in report
+    assert "0 supported, 0 mixed, 0 not supported, 0 partly covered, 12 not covered." in report
     assert "- `zca`: ImportError: no" in report
     verdicts = assess(_supporting_rows().query("experiment == 'zca'"))
     assert verdicts[8][0] == "supported" and verdicts[1][0] == "not covered"
     fc_only = _supporting_rows().query("architecture == 'fc'")
     verdict, lines = assess(fc_only)[1]
-    assert verdict == "supported"
+    assert verdict == "partly covered"  # only the fully connected half ran
+    assert lines[1] == "Only half of the finding ran; that half is supported."
     assert lines[-1] == ("No convolutional architecture in this run: that half of the "
                          "finding is untested.")
+    verdict, lines = assess(fc_only)[10]
+    assert verdict == "partly covered" and "--finite-architectures fc cnn-vec" in lines[0]
 
 
 def test_report_ignores_failed_rows():
@@ -372,4 +379,103 @@ def test_every_experiment_plots_from_fixed_rows(experiment, tmp_path):
     rows = _supporting_rows()
     rows = rows[rows["experiment"] == experiment]
     path = save_plot(experiment, rows, tmp_path / f"{experiment}.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# ------------------------------------------------ resuming: what is reused, what redone
+
+
+@pytest.fixture
+def fake_zca(monkeypatch):
+    """The zca experiment replaced by a fast fake that counts its runs."""
+    from sknngp.study import _runner
+
+    calls = []
+
+    def fake(data, config, device="auto", progress=False):
+        calls.append(config)
+        return [ex.row("zca", "fc", "nngp", variant="no ZCA", accuracy=0.8),
+                ex.row("zca", "fc", "nngp", variant="ZCA", param="zca_reg", value=0.1,
+                       accuracy=0.85, cv_accuracy=0.84)]
+
+    monkeypatch.setitem(_runner.EXPERIMENTS, "zca", fake)
+    return calls
+
+
+def _run(out, data, config):
+    lines = []
+    run_study(data, config, out, experiments=["zca"], progress=False, log=lines.append)
+    return "\n".join(lines)
+
+
+@pytest.mark.parametrize("damage", ["truncate", "cut_row", "duplicate", "edit", "record"])
+def test_resume_redoes_damaged_results(fake_zca, tiny, tmp_path, damage):
+    data, config = tiny
+    _run(tmp_path, data, config)
+    csv = tmp_path / "zca.csv"
+    text = csv.read_text()
+    lines = text.splitlines(keepends=True)
+    if damage == "truncate":
+        csv.write_text("".join(lines[:2]))
+    elif damage == "cut_row":
+        csv.write_text(text[: len(text) - 10])
+    elif damage == "duplicate":
+        csv.write_text(text + lines[-1])
+    elif damage == "edit":
+        csv.write_text(text.replace("0.85", "0.95"))
+    else:
+        (tmp_path / "zca.json").write_text("{not json")
+    log = _run(tmp_path, data, config)
+    assert "earlier results not used" in log and "rerunning" in log
+    assert len(fake_zca) == 2
+    assert csv.read_text() == text  # redone and rewritten whole
+    assert not list(tmp_path.glob(".*.tmp"))  # no temporary file left behind
+
+
+def test_resume_reuses_valid_results_and_redoes_another_configuration(fake_zca, tiny,
+                                                                       tmp_path):
+    data, config = tiny
+    _run(tmp_path, data, config)
+    assert "valid results found" in _run(tmp_path, data, config)
+    assert len(fake_zca) == 1
+    log = _run(tmp_path, data, config.replace(zca_regs=(0.5,)))
+    assert "another configuration" in log and len(fake_zca) == 2
+    # the report of a run that did not request zca leaves the stale one out, and says so
+    lines = []
+    paths = run_study(data, config, tmp_path, experiments=[], progress=False,
+                      log=lines.append)
+    assert "zca" in paths["stale"]
+    assert "Results in the folder left out" in (tmp_path / "report.md").read_text()
+
+
+def test_precision_sizes_follow_n_train():
+    config = PRESETS["demo"]
+    assert config.precision_sizes == (100, 200, 400, 800, 1400)
+    assert config.replace(n_train=600).precision_sizes == (200, 400, 800, 1600, 2800)
+    assert PRESETS["record"].precision_sizes == (250, 500, 1000, 2000, 4000)
+
+
+def test_plots_are_ready_for_a_talk(tmp_path):
+    from sknngp.study import plots
+
+    rows = _supporting_rows()
+    meta = dict(dataset="digits", n_train=300, n_test=300, depth=3, seed=0)
+    assert plots.subtitle(meta) == "digits, n_train=300, n_test=300, depth 3, seed 0"
+    # bars start at zero (no truncated bars) and carry their values
+    fig = plots.plot_finite_vs_infinite(rows[rows["experiment"] == "finite_vs_infinite"])
+    ax = fig.axes[0]
+    assert ax.get_ylim()[0] == 0.0
+    assert any(t.get_text() == "0.950" for t in ax.texts)
+    # the diag_reg and t panels share one y scale
+    fig = plots.plot_regularization(rows[rows["experiment"] == "regularization"])
+    left, right = fig.axes[:2]
+    assert left.get_shared_y_axes().joined(left, right)
+    # "agreement" is defined in the figure
+    fig = plots.plot_finite_width(rows[rows["experiment"] == "finite_width"])
+    assert any("agreement: fraction of test images" in t.get_text() for t in fig.texts)
+    # counts get integer ticks
+    fig = plots.plot_augmentation(rows[rows["experiment"] == "augmentation"])
+    ticks = fig.axes[0].get_xticks()
+    assert np.allclose(ticks, np.round(ticks))
+    path = plots.save_plot("zca", rows[rows["experiment"] == "zca"], tmp_path / "z.png", meta)
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

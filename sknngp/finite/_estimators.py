@@ -4,15 +4,18 @@ The network is built from the same layer specification as the analytic kernel
 (:func:`sknngp.architecture.build_architecture`), so a :class:`FiniteNetRegressor`
 and an ``NTKRegressor`` with equal architecture arguments describe the same
 model at finite and infinite width. Training is skorch's loop
-(``skorch.NeuralNet``): full-batch gradient descent by default, on
-``0.5 * mean((f - y)**2)``, neural-tangents' MSE normalisation, so that
-``max_epochs`` full-batch steps of learning rate ``lr`` correspond to the NTK
-prediction at ``t=max_epochs, learning_rate=lr`` (see :class:`FiniteNetRegressor`).
+(``skorch.NeuralNet``) on ``0.5 * mean((f - y)**2)``, neural-tangents' MSE
+normalisation. By default a network trains like an ordinary MLP (Adam,
+mini-batches, early stopping on a validation split); ``regime="kernel"``
+switches to full-batch gradient descent on a centered network, under which
+``max_epochs`` steps of learning rate ``lr_`` correspond to the NTK
+prediction at ``t=max_epochs, learning_rate=lr_``.
 """
 
 from __future__ import annotations
 
 import copy
+from contextlib import contextmanager
 from numbers import Integral, Real
 
 import numpy as np
@@ -24,37 +27,54 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 from skorch import NeuralNet
-from skorch.callbacks import Callback
+from skorch.callbacks import EarlyStopping
+from skorch.utils import noop
 
 from .._images import check_input_shape, check_rows_match_shape, to_rows
 from ..architecture import AvgPool, Conv, architecture_from_params
-from ..architecture.params import ARCHITECTURE_CONSTRAINTS, ARCHITECTURE_DOC, INPUT_SHAPE_DOC
+from ..architecture.params import ARCHITECTURE_CONSTRAINTS
+from ._critical import critical_lr_of_module
+from ._docs import ATTRIBUTES_DOC as _ATTRIBUTES_DOC
+from ._docs import COMMON_DOC as _COMMON_DOC
 from ._modules import EnsembleCrossEntropyLoss, EnsembleMSELoss, FiniteNetModule
+from ._training import (
+    ADAM_AUTO_LR,
+    SGD_AUTO_FRACTION,
+    IndexSplit,
+    RaiseOnDivergence,
+    Training,
+    ValidAccuracy,
+    resolve,
+    validation_indices,
+)
 
 #: rows per forward pass at prediction time (bounds memory on large test sets)
 _PREDICT_BATCH = 1024
+#: largest magnitude a float32 network can take as input
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
-class _RaiseOnDivergence(Callback):
-    """Stop training with advice as soon as the training loss is not finite."""
+@contextmanager
+def _torch_threads(n_jobs):
+    """Run torch on ``n_jobs`` threads (None: 1, -1: all cores), then restore."""
+    import os
 
-    def __init__(self, owner, lr, parameterization):
-        self.owner, self.lr, self.parameterization = owner, lr, parameterization
+    before = torch.get_num_threads()
+    if n_jobs is None:
+        n = 1
+    elif n_jobs < 0:
+        n = max(1, (os.cpu_count() or 1) + 1 + n_jobs)
+    else:
+        n = n_jobs
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
-    def on_epoch_end(self, net, **kwargs):
-        loss = net.history[-1, "train_loss"]
-        if not np.isfinite(loss):
-            hint = (
-                " In standard parameterization the NTK grows with the width, so "
-                "lr must shrink like 1/width."
-                if self.parameterization == "standard" else ""
-            )
-            raise FloatingPointError(
-                f"{self.owner}: training diverged (train loss {loss} at epoch "
-                f"{len(net.history)}) with lr={self.lr!r}. Lower lr: gradient "
-                "descent on the MSE is stable for lr < 2 * n_targets / "
-                f"lambda_max(NTK), where n_targets = n_samples * n_outputs.{hint}"
-            )
+
+def _auto_or(*constraints):
+    return [StrOptions({"auto"}), *constraints]
 
 
 class _BaseFiniteNet(BaseEstimator):
@@ -63,17 +83,23 @@ class _BaseFiniteNet(BaseEstimator):
     _parameter_constraints: dict = {
         **ARCHITECTURE_CONSTRAINTS,
         "width": [Interval(Integral, 1, None, closed="left")],
-        "optimizer": [StrOptions({"sgd", "adam"})],
-        "momentum": [Interval(Real, 0, 1, closed="left")],
-        "lr": [Interval(Real, 0, None, closed="neither")],
+        "regime": [None, StrOptions({"kernel"})],
+        "optimizer": _auto_or(StrOptions({"sgd", "adam"})),
+        "momentum": _auto_or(Interval(Real, 0, 1, closed="left")),
+        "lr": _auto_or(Interval(Real, 0, None, closed="neither")),
         "max_epochs": [Interval(Integral, 0, None, closed="left")],
-        "batch_size": [None, Interval(Integral, 1, None, closed="left")],
+        "batch_size": _auto_or(None, Interval(Integral, 1, None, closed="left")),
+        "early_stopping": _auto_or("boolean"),
+        "train_split": [None, Interval(Real, 0, 1, closed="neither"), callable],
+        "patience": [Interval(Integral, 1, None, closed="left")],
         "weight_decay": [Interval(Real, 0, None, closed="left")],
         "weight_decay_scaling": [StrOptions({"layerwise", "uniform"})],
-        "center": ["boolean"],
+        "center": _auto_or("boolean"),
         "n_ensemble": [Interval(Integral, 1, None, closed="left")],
         "device": [str, torch.device],
+        "n_jobs": [None, Integral],
         "random_state": ["random_state"],
+        "warm_start": ["boolean"],
         "verbose": ["verbose"],
         "callbacks": [None, list],
     }
@@ -89,18 +115,24 @@ class _BaseFiniteNet(BaseEstimator):
         parameterization="ntk",
         width=256,
         input_shape=None,
-        optimizer="sgd",
-        momentum=0.0,
-        lr=0.5,
-        max_epochs=100,
-        batch_size=None,
+        regime=None,
+        optimizer="auto",
+        momentum="auto",
+        lr="auto",
+        max_epochs=200,
+        batch_size="auto",
         loss="mse",
+        early_stopping="auto",
+        train_split=0.1,
+        patience=20,
         weight_decay=0.0,
         weight_decay_scaling="layerwise",
-        center=False,
+        center="auto",
         n_ensemble=1,
         device="cpu",
+        n_jobs=None,
         random_state=None,
+        warm_start=False,
         verbose=0,
         callbacks=None,
     ):
@@ -112,18 +144,24 @@ class _BaseFiniteNet(BaseEstimator):
         self.parameterization = parameterization
         self.width = width
         self.input_shape = input_shape
+        self.regime = regime
         self.optimizer = optimizer
         self.momentum = momentum
         self.lr = lr
         self.max_epochs = max_epochs
         self.batch_size = batch_size
         self.loss = loss
+        self.early_stopping = early_stopping
+        self.train_split = train_split
+        self.patience = patience
         self.weight_decay = weight_decay
         self.weight_decay_scaling = weight_decay_scaling
         self.center = center
         self.n_ensemble = n_ensemble
         self.device = device
+        self.n_jobs = n_jobs
         self.random_state = random_state
+        self.warm_start = warm_start
         self.verbose = verbose
         self.callbacks = callbacks
 
@@ -158,8 +196,16 @@ class _BaseFiniteNet(BaseEstimator):
             X, y = validate_data(self, X, y, dtype=dtype, **kwargs)
             check_rows_match_shape(X.shape[1], image_shape, owner)
             self.input_shape_ = image_shape if image_shape else (X.shape[1],)
-            return X, y
-        return validate_data(self, X, dtype=dtype, reset=False)
+        else:
+            X = validate_data(self, X, dtype=dtype, reset=False)
+        big = float(np.max(np.abs(X))) if X.size else 0.0
+        if big > _FLOAT32_MAX:
+            raise ValueError(
+                f"{owner}: X holds values up to {big:.3g}, beyond the float32 range "
+                f"({_FLOAT32_MAX:.3g}) in which the network computes. Rescale X "
+                "(e.g. sklearn.preprocessing.StandardScaler)."
+            )
+        return (X, y) if reset else X
 
     def _stack(self):
         stack = architecture_from_params(self.get_params())
@@ -173,18 +219,11 @@ class _BaseFiniteNet(BaseEstimator):
             )
         return stack
 
-    def _optimizer_kwargs(self, module_kwargs):
-        owner = type(self).__name__
-        if self.optimizer == "adam":
-            if self.momentum != 0:
-                raise ValueError(
-                    f"{owner}: momentum={self.momentum!r} applies to optimizer='sgd' "
-                    "only (Adam has its own moment estimates); set momentum=0.0."
-                )
+    def _optimizer_kwargs(self, optimizer, momentum, module_kwargs):
+        if optimizer == "adam":
             kwargs = {"optimizer": torch.optim.Adam}
         else:
-            kwargs = {"optimizer": torch.optim.SGD,
-                      "optimizer__momentum": float(self.momentum)}
+            kwargs = {"optimizer": torch.optim.SGD, "optimizer__momentum": momentum}
         if self.weight_decay == 0:
             return kwargs
         if self.weight_decay_scaling == "uniform":
@@ -200,45 +239,138 @@ class _BaseFiniteNet(BaseEstimator):
         ]
         return kwargs
 
-    def _fit_net(self, X, targets, n_outputs, criterion):
+    def _module_kwargs(self, n_outputs, center, seed):
+        return dict(stack=self._stack(), input_shape=self.input_shape_, n_outputs=n_outputs,
+                    n_ensemble=int(self.n_ensemble), center=bool(center), seed=seed)
+
+    def _seed(self):
+        return int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
+
+    def _learning_rate(self, optimizer, module_kwargs, X):
+        """``(lr, rule, critical lr or None)`` for this fit."""
+        if not (isinstance(self.lr, str) and self.lr == "auto"):
+            return float(self.lr), "given", None
+        if optimizer == "adam":
+            affine = [layer for layer in module_kwargs["stack"].layers if layer.affine]
+            standard = any(layer.parameterization == "standard" for layer in affine)
+            key = "standard" if standard else "ntk"
+            return ADAM_AUTO_LR[key], f"adam auto ({key} parameterization)", None
+        module = FiniteNetModule(**module_kwargs)
+        crit = critical_lr_of_module(module, np.asarray(X, dtype=np.float32),
+                                     random_state=module_kwargs["seed"])
+        fraction = SGD_AUTO_FRACTION[self.regime]
+        return fraction * crit, f"{fraction} x critical", crit
+
+    def _split(self, n_samples, seed, labels):
+        """skorch ``train_split`` and the number of validation rows."""
+        if self.train_split is None:
+            return None, 0
+        if callable(self.train_split):
+            return self.train_split, -1
+        idx = validation_indices(n_samples, float(self.train_split), seed, labels)
+        if idx is None:
+            return None, 0
+        return IndexSplit(*idx), len(idx[1])
+
+    def _fit_net(self, X, targets, n_outputs, criterion, labels=None):
+        owner = type(self).__name__
         device = self._check_device()
-        stack = self._stack()
-        seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
-        module_kwargs = dict(
-            stack=stack, input_shape=self.input_shape_, n_outputs=n_outputs,
-            n_ensemble=int(self.n_ensemble), center=bool(self.center), seed=seed,
-        )
-        callbacks = copy.deepcopy(list(self.callbacks or []))
-        callbacks.append((
-            "sknngp_divergence",
-            _RaiseOnDivergence(type(self).__name__, self.lr, self.parameterization),
-        ))
-        full_batch = self.batch_size is None
+        params = self.get_params(deep=False)
+        optimizer, momentum, batch_size, center, early_stopping = resolve(params, owner)
+        early_stopping = early_stopping and self.max_epochs > 0
+        X = torch.tensor(np.asarray(X, dtype=np.float32))
+        warm = self.warm_start and hasattr(self, "net_") and self._warm_compatible(n_outputs)
+        seed = self._seed()
+        split, n_valid = self._split(len(X), seed, labels) if early_stopping else (None, 0)
+        if warm:
+            net = self.net_
+            net.set_params(max_epochs=int(self.max_epochs), train_split=split)
+            with _torch_threads(self.n_jobs):
+                self._train(net, X, targets, device, seed, partial=True)
+            self.history_ = net.history
+            return self
+        module_kwargs = self._module_kwargs(n_outputs, center, seed)
+        with _torch_threads(self.n_jobs):
+            lr, rule, crit = self._learning_rate(optimizer, module_kwargs, X)
+        monitor = None
+        callbacks = [("sknngp_divergence", RaiseOnDivergence(owner, self.lr if rule == "given"
+                                                            else lr, self.parameterization))]
+        if early_stopping:
+            monitor = "train_loss"
+            if split is not None:
+                monitor = "valid_acc" if labels is not None else "valid_loss"
+                if labels is not None:
+                    callbacks.insert(0, ("sknngp_valid_acc", ValidAccuracy()))
+            callbacks.insert(len(callbacks) - 1, ("sknngp_early_stopping", EarlyStopping(
+                monitor=monitor, patience=int(self.patience), threshold=1e-4,
+                lower_is_better=monitor != "valid_acc", load_best=True,
+                sink=print if self.verbose else noop,
+            )))
+        callbacks += copy.deepcopy(list(self.callbacks or []))
+        full_batch = batch_size is None
         net = NeuralNet(
             module=FiniteNetModule,
             **{f"module__{k}": v for k, v in module_kwargs.items()},
             criterion=criterion,
-            lr=float(self.lr),
+            lr=lr,
             max_epochs=int(self.max_epochs),
-            batch_size=-1 if full_batch else int(self.batch_size),
+            batch_size=-1 if full_batch else int(batch_size),
             iterator_train__shuffle=not full_batch,
             iterator_valid__batch_size=_PREDICT_BATCH,
-            train_split=None,
+            train_split=split,
             callbacks=callbacks,
             device=str(device),
             verbose=int(self.verbose),
-            **self._optimizer_kwargs(module_kwargs),
+            **self._optimizer_kwargs(optimizer, momentum, module_kwargs),
         )
-        X = torch.tensor(np.asarray(X, dtype=np.float32))
+        with _torch_threads(self.n_jobs):
+            self._train(net, X, targets, device, seed, partial=False)
+        self.net_ = net
+        self.history_ = net.history
+        self.architecture_ = module_kwargs["stack"]
+        self.lr_ = lr
+        self.training_ = Training(
+            optimizer=optimizer, momentum=momentum, lr=lr, lr_rule=rule, critical_lr=crit,
+            batch_size=batch_size, center=center, early_stopping=early_stopping,
+            monitor=monitor, n_valid=n_valid,
+        ).as_dict()
+        return self
+
+    def _warm_compatible(self, n_outputs):
+        module = self.net_.module_
+        return (module.n_outputs == n_outputs
+                and tuple(module.input_shape) == tuple(self.input_shape_))
+
+    @staticmethod
+    def _train(net, X, targets, device, seed, partial):
         cuda = [device] if device.type == "cuda" else []
         # Mini-batch shuffling draws from torch's global generator: seed it
         # inside a fork so that the caller's random state is left untouched.
         with torch.random.fork_rng(devices=cuda, device_type="cuda"):
             torch.manual_seed(seed)
-            net.fit(X, targets)
-        self.net_ = net
-        self.architecture_ = stack
-        return self
+            (net.partial_fit if partial else net.fit)(X, targets)
+
+    # -------------------------------------------- critical learning rate
+
+    def _initial_module(self, n_outputs):
+        """The network ``fit`` would start from (same seed) for ``n_outputs``."""
+        params = self.get_params(deep=False)
+        _, _, _, center, _ = resolve(params, type(self).__name__)
+        return FiniteNetModule(**self._module_kwargs(n_outputs, center, self._seed()))
+
+    def _module_for_critical_lr(self, X, y):
+        """Module and float32 rows for :func:`critical_learning_rate`."""
+        if hasattr(self, "net_"):
+            rows = self._check_rows(X, None, reset=False)
+            return self.net_.module_, np.asarray(rows, dtype=np.float32)
+        if y is None:
+            raise ValueError(
+                f"critical_learning_rate: {type(self).__name__} is not fitted, so y is "
+                "needed to know the number of outputs; pass y."
+            )
+        probe = copy.deepcopy(self)
+        rows, n_outputs = probe._rows_and_outputs(X, y)
+        return probe._initial_module(n_outputs), np.asarray(rows, dtype=np.float32)
 
     # -------------------------------------------------------------- predict
 
@@ -247,8 +379,18 @@ class _BaseFiniteNet(BaseEstimator):
         check_is_fitted(self)
         X = self._check_rows(X, None, reset=False)
         X = torch.tensor(np.asarray(X, dtype=np.float32))
-        out = self.net_.forward(X, training=False, device="cpu")
-        return out.mean(dim=1).double().numpy()
+        with _torch_threads(self.n_jobs):
+            out = self.net_.forward(X, training=False, device="cpu")
+        out = out.mean(dim=1).double().numpy()
+        bad = ~np.isfinite(out).all(axis=1)
+        if bad.any():
+            raise FloatingPointError(
+                f"{type(self).__name__}: the network's outputs are not finite for "
+                f"{int(bad.sum())} of {len(out)} rows (first: row {int(np.argmax(bad))}); "
+                "their inputs overflow the float32 network. Rescale X as the training "
+                "data was scaled."
+            )
+        return out
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -256,81 +398,16 @@ class _BaseFiniteNet(BaseEstimator):
         return tags
 
 
-_COMMON_DOC = ARCHITECTURE_DOC + """    width : int, default=256
-        Number of units (channels for convolutions) of every hidden layer.
-        Hidden Dense / Conv layers of an explicit stack need their own
-        ``width``; the readout's ``width=None`` is set by the task. In standard
-        parameterization the NTK grows with the width, so ``lr`` must shrink
-        like ``1 / width``.""" + INPUT_SHAPE_DOC.rstrip("\n") + """
-    optimizer : {"sgd", "adam"}, default="sgd"
-        ``torch.optim.SGD`` (with ``momentum``) or ``torch.optim.Adam``.
-    momentum : float in [0, 1), default=0.0
-        SGD momentum; 0 is the plain gradient descent of the NTK correspondence.
-    lr : float, default=0.5
-        Learning rate. For MSE with NTK parameterization, gradient descent is
-        stable below ``2 * n_samples * n_outputs / lambda_max(Theta)``; 0.5 is
-        safe for standardized inputs and depth <= 3. A diverging run raises
-        ``FloatingPointError`` with advice.
-    max_epochs : int, default=100
-        Training epochs (0 leaves the network at its initialization).
-    batch_size : int or None, default=None
-        Mini-batch size; None trains with full-batch gradient descent (one
-        step per epoch), the setting of the infinite-width correspondence.
-        Mini-batches are shuffled every epoch.
-    weight_decay : float, default=0.0
-        Strength ``lambda`` of the L2 penalty ``lambda / 2 * sum_p s_p *
-        ||p||**2`` added through the optimizer (``torch.optim`` weight decay).
-    weight_decay_scaling : {"layerwise", "uniform"}, default="layerwise"
-        The factors ``s_p``. ``"layerwise"`` (Lee et al. 2020, Sec. 3.11): in
-        NTK parameterization ``s = W_std**2 / fan_in`` for each ``omega`` and
-        ``s = b_std**2`` for each ``beta``, so the penalty is the plain L2 of
-        the effective weights and biases; in standard parameterization the
-        trained tensors already are the effective weights, so ``s = 1`` and
-        ``"layerwise"`` equals ``"uniform"``. ``"uniform"``: ``s = 1`` for
-        every trained tensor.
-    center : bool, default=False
-        Train and predict with ``f(x) - f0(x)``, the output minus the output of
-        the same network at initialization (its initial parameters are kept,
-        frozen). Removes the random initial function from the predictions.
-    n_ensemble : int, default=1
-        Number of independently initialized networks, each trained on its own
-        loss (one module holds them all); predictions are their mean output.
-    device : str or torch.device, default="cpu"
-        Where the network is trained ("cpu", "cuda", "cuda:1"). Predictions
-        come back as NumPy arrays on the host.
-    random_state : int, RandomState instance or None, default=None
-        Seeds the initial weights and the mini-batch order; an int makes
-        ``fit`` deterministic (on a given device and thread count).
-    verbose : int, default=0
-        skorch's per-epoch progress table when > 0.
-    callbacks : list of skorch callbacks or None, default=None
-        Passed to ``skorch.NeuralNet`` (copies: the list given here is not
-        modified), e.g. ``[skorch.callbacks.EarlyStopping(monitor="train_loss")]``.
-"""
-
-_ATTRIBUTES_DOC = """
-    net_ : skorch.NeuralNet
-        The trained skorch net; ``net_.module_`` is the
-        :class:`~sknngp.finite._modules.FiniteNetModule` and ``net_.history``
-        the training record (``train_loss`` is summed over ensemble members).
-    architecture_ : Serial
-        The layer stack that was trained (the same object
-        :func:`sknngp.kernel_matrix` takes as ``architecture``).
-    input_shape_ : tuple of int
-        One sample's shape: ``(height, width, channels)`` for images, else
-        ``(n_features,)``.
-    n_features_in_ : int
-        Number of features seen during :term:`fit`.
-"""
-
-
 class FiniteNetRegressor(RegressorMixin, _BaseFiniteNet):
     __doc__ = f"""Finite-width network trained by gradient descent on the MSE.
 
     The finite counterpart of ``NTKRegressor``: same architecture parameters,
-    same loss normalisation, so that as ``width`` grows a centered, ensembled
-    network trained with a small ``lr`` for ``max_epochs`` full-batch steps
-    predicts the infinite-width NTK mean at time ``t = max_epochs``.
+    same loss normalisation. By default it trains as an ordinary network
+    (Adam, mini-batches, early stopping on a validation split); with
+    ``regime="kernel"`` (full-batch gradient descent of a centered network,
+    small ``lr``, exactly ``max_epochs`` steps) an ensemble of them predicts,
+    as ``width`` grows, the infinite-width NTK mean at ``t = max_epochs`` and
+    ``learning_rate = lr_``.
 
     Parameters
     ----------{_COMMON_DOC}    loss : {{"mse"}}, default="mse"
@@ -394,11 +471,28 @@ class FiniteNetRegressor(RegressorMixin, _BaseFiniteNet):
             The fitted estimator.
         """
         X, y = self._check_rows(X, y, reset=True, multi_output=True, y_numeric=True)
-        self._y_ndim = y.ndim
         Y = y.reshape(len(y), -1)
+        if self.warm_start and hasattr(self, "net_") and Y.shape[1] != self.n_outputs_:
+            raise ValueError(
+                f"FiniteNetRegressor: warm_start=True but y has {Y.shape[1]} output(s) "
+                f"and the fitted network {self.n_outputs_}; set warm_start=False to "
+                "train a new network."
+            )
+        big = float(np.max(np.abs(Y))) if Y.size else 0.0
+        if big > 1e30:
+            raise ValueError(
+                f"FiniteNetRegressor: y holds values up to {big:.3g}, too large for "
+                "the float32 network's squared loss; rescale y (e.g. with "
+                "sklearn.compose.TransformedTargetRegressor)."
+            )
+        self._y_ndim = y.ndim
         self.n_outputs_ = Y.shape[1]
         targets = torch.tensor(np.asarray(Y, dtype=np.float32))
         return self._fit_net(X, targets, self.n_outputs_, EnsembleMSELoss)
+
+    def _rows_and_outputs(self, X, y):
+        X, y = self._check_rows(X, y, reset=True, multi_output=True, y_numeric=True)
+        return X, int(np.prod(y.shape[1:], dtype=int))
 
     def predict(self, X):
         """Mean output of the ensemble.
@@ -424,9 +518,12 @@ class FiniteNetRegressor(RegressorMixin, _BaseFiniteNet):
 class FiniteNetClassifier(ClassifierMixin, _BaseFiniteNet):
     __doc__ = f"""Finite-width network classifier, the paper's finite model.
 
-    Trained by gradient descent on the MSE to centered one-hot targets
-    ``onehot - 1/C`` (Lee et al. 2020's setting, shared with ``NTKClassifier``
-    and ``NNGPClassifier``), or on the cross-entropy.
+    Trained on the MSE to centered one-hot targets ``onehot - 1/C`` (Lee et
+    al. 2020's setting, shared with ``NTKClassifier`` and ``NNGPClassifier``),
+    or on the cross-entropy; by default as an ordinary network (Adam,
+    mini-batches, early stopping on the validation accuracy), with
+    ``regime="kernel"`` by full-batch gradient descent as the infinite-width
+    correspondence needs.
 
     Parameters
     ----------{_COMMON_DOC}    loss : {{"mse", "cross_entropy"}}, default="mse"
@@ -489,6 +586,13 @@ class FiniteNetClassifier(ClassifierMixin, _BaseFiniteNet):
         X, y = self._check_rows(X, y, reset=True)
         check_classification_targets(y)
         encoder = LabelEncoder().fit(y)
+        if (self.warm_start and hasattr(self, "net_")
+                and not np.array_equal(encoder.classes_, self.classes_)):
+            raise ValueError(
+                f"FiniteNetClassifier: warm_start=True but y has classes "
+                f"{encoder.classes_.tolist()} and the fitted network "
+                f"{self.classes_.tolist()}; set warm_start=False to train a new network."
+            )
         self.classes_ = encoder.classes_
         codes = encoder.transform(y)
         n_classes = len(self.classes_)
@@ -499,7 +603,12 @@ class FiniteNetClassifier(ClassifierMixin, _BaseFiniteNet):
             onehot = np.eye(n_classes, dtype=np.float32)[codes]
             targets = torch.tensor(onehot - np.float32(1.0 / n_classes))
             criterion = EnsembleMSELoss
-        return self._fit_net(X, targets, n_classes, criterion)
+        return self._fit_net(X, targets, n_classes, criterion, labels=codes)
+
+    def _rows_and_outputs(self, X, y):
+        X, y = self._check_rows(X, y, reset=True)
+        check_classification_targets(y)
+        return X, len(np.unique(y))
 
     def decision_function(self, X):
         """Ensemble-mean outputs.

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import math
 import time
 import traceback
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
+from ._io import atomic_write
 from .experiments import COLUMNS, EXPERIMENTS
 from .plots import save_plot
 from .report import make_report
@@ -40,14 +44,78 @@ def results_markdown(df):
     return "\n".join(out)
 
 
+def fingerprint(data, config):
+    """What an experiment's rows depend on: the data (hashed) and the configuration."""
+    digest = hashlib.sha256()
+    for array in (data.X_pool, data.y_pool, data.X_test, data.y_test):
+        digest.update(np.ascontiguousarray(array).tobytes())
+    ident = dict(dataset=data.name, n_train=data.n_train, n_test=len(data.X_test),
+                 input_shape=list(data.input_shape), data_sha256=digest.hexdigest(),
+                 config=config.as_dict())
+    text = json.dumps(ident, sort_keys=True, default=list)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _rows_csv(rows):
+    buffer = io.StringIO()
+    rows.to_csv(buffer, index=False)
+    return buffer.getvalue()
+
+
+def save_rows(out, name, rows, fp, seconds):
+    """``<name>.csv`` and its record ``<name>.json`` (checksum, row count, fingerprint)."""
+    text = _rows_csv(rows)
+    atomic_write(out / f"{name}.csv", text)
+    record = dict(experiment=name, fingerprint=fp, rows=len(rows), seconds=seconds,
+                  sha256=hashlib.sha256(text.encode()).hexdigest())
+    atomic_write(out / f"{name}.json", json.dumps(record, indent=1))
+
+
+def load_rows(out, name, fp):
+    """``(rows, seconds)`` of a valid earlier run of ``name``, or ``(None, reason)``.
+
+    Valid means: the record exists, names this configuration, and the CSV
+    matches its checksum, has the result columns and the recorded number of
+    rows, and no duplicated row.
+    """
+    path, record_path = out / f"{name}.csv", out / f"{name}.json"
+    if not path.exists():
+        return None, "no results yet"
+    try:
+        record = json.loads(record_path.read_text())
+        expected = (record["fingerprint"], record["sha256"], int(record["rows"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None, f"{record_path.name} is missing or unreadable"
+    if expected[0] != fp:
+        return None, "they are from another configuration or data set"
+    raw = path.read_bytes()
+    if hashlib.sha256(raw).hexdigest() != expected[1]:
+        return None, f"{path.name} does not match its checksum (truncated or edited)"
+    try:
+        rows = pd.read_csv(io.BytesIO(raw), keep_default_na=False, na_values=[""])
+    except (ValueError, pd.errors.ParserError) as exc:
+        return None, f"{path.name} does not parse ({exc})"
+    if list(rows.columns) != list(COLUMNS) or len(rows) != expected[2]:
+        return None, f"{path.name} has other columns or another number of rows"
+    if rows.duplicated().any():
+        return None, f"{path.name} has duplicated rows"
+    return rows, record.get("seconds", float("nan"))
+
+
 def run_study(data, config, out, *, experiments=None, device="auto", preset=None,
               progress=True, log=None):
     """Run experiments on ``data`` and write tables, plots and the report to ``out``.
 
-    An experiment whose ``<name>.csv`` is already in ``out`` is not run again:
-    its rows are read back (delete the file to rerun it). An experiment that
-    raises is reported, its traceback saved as ``<name>.error.txt``, and the
-    others still run.
+    An experiment whose results are already in ``out`` is not run again when
+    they are valid: written by this configuration on this data (a
+    fingerprint of both is recorded with them), matching their checksum, with
+    the expected columns and number of rows and no duplicates. Otherwise it
+    is rerun and its files replaced. Every file is written atomically (a
+    temporary file renamed into place). An experiment that raises is
+    reported, its traceback saved as ``<name>.error.txt``, and the others
+    still run. The tables and the report cover every valid result of this
+    configuration in ``out``, including experiments run earlier and not
+    requested now.
 
     Parameters
     ----------
@@ -71,7 +139,8 @@ def run_study(data, config, out, *, experiments=None, device="auto", preset=None
     -------
     dict
         Paths of ``results.csv``, ``results.md``, ``report.md``, the plots,
-        and ``failed`` (experiment name to error message).
+        ``failed`` (experiment name to error message) and ``stale``
+        (experiments in ``out`` from another configuration, left out).
     """
     from tqdm.auto import tqdm
 
@@ -82,15 +151,18 @@ def run_study(data, config, out, *, experiments=None, device="auto", preset=None
     unknown = [n for n in names if n not in EXPERIMENTS]
     if unknown:
         raise ValueError(f"unknown experiments {unknown}; choose from {list(EXPERIMENTS)}.")
-    frames, failed, plots = [], {}, []
+    fp = fingerprint(data, config)
+    frames, failed, plots, seconds, stale = {}, {}, [], {}, {}
     bar = tqdm(names, desc="study", disable=not progress)
     for name in bar:
         bar.set_postfix_str(name)
-        path = out / f"{name}.csv"
-        if path.exists():
-            log(f"{name}: results found in {path}, not rerun")
-            rows = pd.read_csv(path, keep_default_na=False, na_values=[""])
+        rows, info = load_rows(out, name, fp)
+        if rows is not None:
+            log(f"{name}: valid results found in {out / (name + '.csv')}, not rerun")
+            seconds[name] = info
         else:
+            if info != "no results yet":
+                log(f"{name}: earlier results not used ({info}); rerunning")
             start = time.perf_counter()
             try:
                 rows = pd.DataFrame(
@@ -99,23 +171,39 @@ def run_study(data, config, out, *, experiments=None, device="auto", preset=None
                 )
             except Exception as exc:  # keep going: one broken experiment must not cost the others
                 failed[name] = f"{type(exc).__name__}: {exc}"
-                (out / f"{name}.error.txt").write_text(traceback.format_exc())
+                atomic_write(out / f"{name}.error.txt", traceback.format_exc())
                 log(f"{name}: FAILED ({failed[name]})")
                 continue
-            rows.to_csv(path, index=False)
+            seconds[name] = time.perf_counter() - start
+            save_rows(out, name, rows, fp, seconds[name])
+            rows, _ = load_rows(out, name, fp)  # the tables show what was stored
             (out / f"{name}.error.txt").unlink(missing_ok=True)
-            log(f"{name}: {len(rows)} rows in {time.perf_counter() - start:.0f} s -> {path}")
-        frames.append(rows)
-        if len(rows):
-            plots.append(save_plot(name, rows, out / f"{name}.png"))
-    results = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=COLUMNS)
+            log(f"{name}: {len(rows)} rows in {seconds[name]:.0f} s -> {out / (name + '.csv')}")
+        frames[name] = rows
+    for name in EXPERIMENTS:  # earlier results of this configuration, not requested now
+        if name in frames or name in failed or not (out / f"{name}.csv").exists():
+            continue
+        rows, info = load_rows(out, name, fp)
+        if rows is None:
+            stale[name] = info
+            log(f"{name}: results in {out} left out of the report ({info})")
+            continue
+        frames[name], seconds[name] = rows, info
+    frames = {name: frames[name] for name in EXPERIMENTS if name in frames}
     meta = dict(dataset=data.name, n_train=data.n_train, n_test=len(data.X_test),
-                input_shape=data.input_shape, preset=preset, depth=config.depth, failed=failed)
-    results.to_csv(out / "results.csv", index=False)
-    (out / "results.md").write_text(results_markdown(results))
-    (out / "report.md").write_text(make_report(results, meta))
-    (out / "config.json").write_text(json.dumps(
-        {**{k: v for k, v in meta.items() if k != "failed"},
-         "device": device, "config": config.__dict__}, indent=1, default=list))
+                input_shape=data.input_shape, preset=preset, depth=config.depth,
+                seed=config.random_state, failed=failed, stale=stale, seconds=seconds)
+    for name, rows in frames.items():
+        if len(rows):
+            plots.append(save_plot(name, rows, out / f"{name}.png", meta))
+    results = (pd.concat(list(frames.values()), ignore_index=True) if frames
+               else pd.DataFrame(columns=COLUMNS))
+    atomic_write(out / "results.csv", _rows_csv(results))
+    atomic_write(out / "results.md", results_markdown(results))
+    atomic_write(out / "report.md", make_report(results, meta))
+    atomic_write(out / "config.json", json.dumps(
+        {**{k: v for k, v in meta.items() if k not in ("failed", "stale", "seconds")},
+         "device": device, "fingerprint": fp, "config": config.as_dict()},
+        indent=1, default=list))
     return dict(results=out / "results.csv", table=out / "results.md",
-                report=out / "report.md", plots=plots, failed=failed)
+                report=out / "report.md", plots=plots, failed=failed, stale=stale)

@@ -1,9 +1,21 @@
-"""One figure per experiment, drawn from its result rows (matplotlib, Agg)."""
+"""One figure per experiment, drawn from its result rows (matplotlib, Agg).
+
+Every figure carries a subtitle with the data set, training-set size and
+seed; bars start at zero and carry their values; curves compared with each
+other share their y axis; legends sit below the axes, off the data.
+"""
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pandas as pd
+
+from ._io import atomic_write
+
+AGREEMENT = ("agreement: fraction of test images on which the network and the "
+             "NTK prediction at the same training time pick the same class")
 
 
 def _pyplot():
@@ -15,9 +27,10 @@ def _pyplot():
     return plt
 
 
-def _panels(n, ncols=1, size=(5.0, 3.6)):
+def _panels(n, ncols=1, size=(5.0, 3.6), sharey=False):
     plt = _pyplot()
-    fig, axes = plt.subplots(n, ncols, figsize=(size[0] * ncols, size[1] * n), squeeze=False)
+    fig, axes = plt.subplots(n, ncols, figsize=(size[0] * ncols, size[1] * n), squeeze=False,
+                             sharey=sharey)
     return plt, fig, axes
 
 
@@ -25,35 +38,55 @@ def _ok(rows):
     return rows[rows["status"] == "ok"]
 
 
+def _legend_below(ax, ncol=2):
+    handles, labels = ax.get_legend_handles_labels()
+    if handles:
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=ncol,
+                  frameon=False)
+
+
+def _bars(ax, groups, series, values):
+    """Grouped bars from 0 with their values written on top."""
+    step = 0.8 / max(1, len(series))
+    for k, label in enumerate(series):
+        heights = np.array([values.get((g, label), np.nan) for g in groups], dtype=float)
+        x = np.arange(len(groups)) + (k - (len(series) - 1) / 2) * step
+        bars = ax.bar(x, np.nan_to_num(heights), step, label=label)
+        for bar, h in zip(bars, heights):
+            if np.isfinite(h):
+                ax.annotate(f"{h:.3f}", (bar.get_x() + bar.get_width() / 2, h),
+                            ha="center", va="bottom", fontsize=6, rotation=90,
+                            xytext=(0, 2), textcoords="offset points")
+    ax.set_xticks(np.arange(len(groups)), groups, fontsize=8)
+    ax.set_ylim(0.0, 1.12)
+    ax.set_yticks(np.linspace(0, 1, 6))
+
+
 def plot_finite_vs_infinite(rows):
-    plt, fig, axes = _panels(1, size=(6.5, 4.0))
+    plt, fig, axes = _panels(1, size=(7.0, 4.2))
     ax = axes[0, 0]
     rows = _ok(rows)
     archs = list(dict.fromkeys(rows["architecture"]))
-    bars = [("finite", "plain", "finite, plain"), ("finite", "centered", "finite, centered"),
-            ("ntk", "at the networks' training time", "NTK at the networks' t"),
-            ("nngp", "diag_reg by CV", "NNGP"), ("ntk", "diag_reg by CV", "NTK")]
-    step = 0.8 / len(bars)
-    for k, (model, variant, label) in enumerate(bars):
-        heights = []
-        for arch in archs:
-            sel = rows[(rows["architecture"] == arch) & (rows["model"] == model)]
-            sel = sel[sel["variant"] == variant]
-            heights.append(float(sel["accuracy"].iloc[0]) if len(sel) else np.nan)
-        ax.bar(np.arange(len(archs)) + (k - (len(bars) - 1) / 2) * step, heights, step, label=label)
-    ax.set_xticks(np.arange(len(archs)), archs)
-    low = np.nanmin(rows["accuracy"].astype(float)) if len(rows) else 0.0
-    ax.set_ylim(max(0.0, low - 0.05), 1.0)
+    series = {("finite", "plain, tuned"): "finite, plain (tuned)",
+              ("finite", "centered, tuned"): "finite, centered (tuned)",
+              ("nngp", "diag_reg by CV"): "NNGP (diag_reg by CV)",
+              ("ntk", "diag_reg by CV"): "NTK (diag_reg by CV)"}
+    values = {}
+    for _, r in rows.iterrows():
+        label = series.get((r["model"], r["variant"]))
+        if label:
+            values[(r["architecture"], label)] = float(r["accuracy"])
+    _bars(ax, archs, list(series.values()), values)
     ax.set_ylabel("test accuracy")
-    ax.set_title("Finite networks vs their infinite-width kernels")
-    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.08), ncol=3)
+    ax.set_title("Finite networks vs their infinite-width kernels", fontsize=10)
+    _legend_below(ax, ncol=2)
     return fig
 
 
 def plot_regularization(rows):
     rows = _ok(rows)
     archs = list(dict.fromkeys(rows["architecture"]))
-    plt, fig, axes = _panels(len(archs), 2, size=(5.0, 3.4))
+    plt, fig, axes = _panels(len(archs), 2, size=(5.0, 3.8), sharey=True)
     for i, arch in enumerate(archs):
         sub = rows[rows["architecture"] == arch]
         left, right = axes[i]
@@ -66,19 +99,21 @@ def plot_regularization(rows):
         left.invert_xaxis()
         left.set(xlabel="diag_reg (relative), strong to weak", ylabel="accuracy",
                  title=f"{arch}: diagonal regularization")
-        left.legend(fontsize=7)
         sel = sub[sub["param"] == "t"].sort_values("value")
         right.semilogx(sel["value"], sel["accuracy"], "s-", color="C1", label="NTK test")
         right.semilogx(sel["value"], sel["cv_accuracy"], "--", color="C1", label="NTK CV")
-        right.set(xlabel="training time t, short to long", ylabel="accuracy",
+        right.set(xlabel="training time t, short to long",
                   title=f"{arch}: early stopping")
-        right.legend(fontsize=7)
+        right.tick_params(labelleft=True)
+        for ax in (left, right):
+            ax.title.set_fontsize(9)
+            _legend_below(ax)
     return fig
 
 
 def plot_zca(rows):
     rows = _ok(rows)
-    plt, fig, axes = _panels(1, size=(6.0, 4.0))
+    plt, fig, axes = _panels(1, size=(6.0, 4.2))
     ax = axes[0, 0]
     for k, arch in enumerate(dict.fromkeys(rows["architecture"])):
         sub = rows[rows["architecture"] == arch]
@@ -90,12 +125,12 @@ def plot_zca(rows):
                        label=f"{arch}, no ZCA")
     ax.set(xlabel="zca_reg (relative)", ylabel="test accuracy (NNGP)",
            title="Regularized ZCA whitening")
-    ax.legend(fontsize=8)
+    _legend_below(ax)
     return fig
 
 
 def plot_precision(rows):
-    plt, fig, axes = _panels(1, size=(6.0, 4.0))
+    plt, fig, axes = _panels(1, size=(6.0, 4.2))
     ax = axes[0, 0]
     ok = _ok(rows)
     floor = np.nanmin(ok["accuracy"].astype(float)) - 0.05 if len(ok) else 0.0
@@ -109,20 +144,20 @@ def plot_precision(rows):
             bad = sel[sel["status"] != "ok"]
             if len(bad):
                 ax.plot(bad["value"], np.full(len(bad), floor), "x", color=f"C{k}", ms=9,
-                        label=f"{arch}, {dtype}: failed")
+                        label=f"{arch}, {dtype}: solve failed")
     sizes = sorted(rows["value"].astype(float).unique())
     ax.set_xticks(sizes, [f"{n:g}" for n in sizes])
     ax.minorticks_off()
     ax.set(xlabel="training-set size", ylabel="test accuracy (NNGP)",
            title="Kernel precision: float32 vs float64")
-    ax.legend(fontsize=7)
+    _legend_below(ax)
     return fig
 
 
 def plot_finite_width(rows):
     rows = _ok(rows)
     archs = list(dict.fromkeys(rows["architecture"]))
-    plt, fig, axes = _panels(len(archs), 2, size=(5.2, 3.6))
+    plt, fig, axes = _panels(len(archs), 2, size=(5.4, 4.2))
     for i, arch in enumerate(archs):
         sub = rows[rows["architecture"] == arch]
         left, right = axes[i]
@@ -140,35 +175,39 @@ def plot_finite_width(rows):
         for ax in (left, right):
             ax.set_xticks(widths, [f"{w:g}" for w in widths])
             ax.minorticks_off()
+            ax.title.set_fontsize(9)
+            _legend_below(ax, ncol=1)
         left.set(xlabel="width", ylabel="test accuracy", title=f"{arch}: finite vs infinite")
-        right.set(xlabel="width", ylabel="agreement with NTK(t)",
+        right.set(xlabel="width", ylabel="agreement with NTK(t)", ylim=(0, 1.02),
                   title=f"{arch}: agreement with the kernel")
-        left.legend(fontsize=6)
-        right.legend(fontsize=6)
+    fig.text(0.5, 0.005, AGREEMENT, ha="center", fontsize=7, style="italic")
     return fig
 
 
 def plot_weight_decay(rows):
     rows = _ok(rows)
     archs = list(dict.fromkeys(rows["architecture"]))
-    plt, fig, axes = _panels(len(archs), size=(6.5, 3.6))
+    plt, fig, axes = _panels(len(archs), size=(7.0, 4.2))
     for i, arch in enumerate(archs):
         ax = axes[i, 0]
         sub = rows[rows["architecture"] == arch]
-        x = np.arange(len(sub))
-        ax.bar(x - 0.2, sub["accuracy"], 0.4, label="test accuracy")
-        ax.bar(x + 0.2, sub["agreement"], 0.4, label="agreement with NTK(t)")
-        ax.set_xticks(x, sub["variant"], fontsize=8)
-        low = np.nanmin(sub[["accuracy", "agreement"]].astype(float).to_numpy())
-        ax.set_ylim(max(0.0, low - 0.1), 1.0)
-        ax.set_title(f"{arch}: centered networks, learning rate and weight decay")
-        ax.legend(fontsize=7, loc="lower right")
+        groups = list(sub["variant"])
+        values = {}
+        for _, r in sub.iterrows():
+            values[(r["variant"], "test accuracy")] = float(r["accuracy"])
+            values[(r["variant"], "agreement with NTK(t)")] = float(r["agreement"])
+        _bars(ax, groups, ["test accuracy", "agreement with NTK(t)"], values)
+        ax.set_title(f"{arch}: centered networks, learning rate and weight decay", fontsize=9)
+        _legend_below(ax)
+    fig.text(0.5, 0.005, AGREEMENT, ha="center", fontsize=7, style="italic")
     return fig
 
 
 def plot_augmentation(rows):
+    from matplotlib.ticker import MaxNLocator
+
     rows = _ok(rows)
-    plt, fig, axes = _panels(1, size=(6.0, 4.0))
+    plt, fig, axes = _panels(1, size=(6.0, 4.2))
     ax = axes[0, 0]
     for k, arch in enumerate(dict.fromkeys(rows["architecture"])):
         sub = rows[rows["architecture"] == arch]
@@ -179,9 +218,10 @@ def plot_augmentation(rows):
         if len(single):
             ax.axhline(float(single["accuracy"].iloc[0]), color=f"C{k}", ls=":",
                        label=f"{arch}, single predictor")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set(xlabel="augmented draws averaged", ylabel="test accuracy (NNGP)",
            title="Kernel ensembles over augmented draws")
-    ax.legend(fontsize=8)
+    _legend_below(ax)
     return fig
 
 
@@ -196,10 +236,30 @@ PLOTS = {
 }
 
 
-def save_plot(experiment, rows, path):
-    """Draw ``experiment``'s figure from its rows into ``path`` (PNG)."""
+def subtitle(meta):
+    """``"<dataset>, n_train=..., n_test=..., seed ..."`` from run metadata."""
+    meta = meta or {}
+    parts = [str(meta["dataset"])] if meta.get("dataset") else []
+    for key in ("n_train", "n_test"):
+        if meta.get(key) is not None:
+            parts.append(f"{key}={meta[key]}")
+    if meta.get("depth") is not None:
+        parts.append(f"depth {meta['depth']}")
+    if meta.get("seed") is not None:
+        parts.append(f"seed {meta['seed']}")
+    return ", ".join(parts)
+
+
+def save_plot(experiment, rows, path, meta=None):
+    """Draw ``experiment``'s figure from its rows into ``path`` (PNG, written atomically)."""
+    plt = _pyplot()
     fig = PLOTS[experiment](pd.DataFrame(rows))
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    _pyplot().close(fig)
+    text = subtitle(meta)
+    if text:
+        fig.suptitle(text, fontsize=8, color="0.3")
+    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    buffer = io.BytesIO()
+    fig.savefig(buffer, dpi=110, format="png")
+    plt.close(fig)
+    atomic_write(path, buffer.getvalue())
     return path

@@ -22,6 +22,7 @@ SUPPORTED = "supported"
 NOT_SUPPORTED = "not supported"
 MIXED = "mixed"
 NOT_COVERED = "not covered"
+PARTLY = "partly covered"
 CV = "diag_reg by CV"
 
 #: A difference of test accuracy (or agreement) counts only from this size on;
@@ -127,13 +128,20 @@ def _finding_1(df):
                f"{_f(_acc(at_t))})." if len(at_t) else ".")
         )
         kinds.add("convolutional" if conv else "fully connected")
-    for kind in {"convolutional", "fully connected"} - kinds if kinds else ():
-        lines.append(f"No {kind} architecture in this run: that half of the finding is untested.")
+    missing = sorted({"convolutional", "fully connected"} - kinds) if kinds else []
+    for kind in missing:
+        lines.append(f"No {kind} architecture in this run: that half of the finding is "
+                     "untested.")
     if lines:
         lines.insert(0, "Rule: the best kernel (NNGP or NTK, diag_reg by CV) beats the best "
-                        "finite network for fc, and the best finite network beats the best "
-                        "kernel for convolutional architectures.")
-    return _tally(parts), lines
+                        "finite network (learning rate, weight decay and training time "
+                        "chosen on validation data) for fc, and the best finite network "
+                        "beats the best kernel for convolutional architectures.")
+    verdict = _tally(parts)
+    if missing and verdict is not None:
+        lines.insert(1, f"Only half of the finding ran; that half is {verdict}.")
+        return PARTLY, lines
+    return verdict, lines
 
 
 def _finding_2(df):
@@ -369,6 +377,10 @@ def _finding_10(df):
     cnn_f = cnn[cnn["variant"] == plain].sort_values("value")
     fc_k, cnn_k = fc[fc["model"] == "ntk"], cnn[cnn["model"] == "ntk"]
     if len(fc_f) < 2 or len(cnn_f) < 2 or not len(fc_k) or not len(cnn_k):
+        ran = [a for a, f in (("fc", fc_f), ("cnn-vec", cnn_f)) if len(f)]
+        if ran:
+            return PARTLY, [f"Only {ran[0]} networks ran in finite_width; the finding "
+                            "compares fc with cnn-vec (--finite-architectures fc cnn-vec)."]
         return None, []
     narrow = float(cnn_f["accuracy"].iloc[0] - fc_f["accuracy"].iloc[0])
     wide = float(cnn_f["accuracy"].iloc[-1] - fc_f["accuracy"].iloc[-1])
@@ -441,7 +453,9 @@ def assess(results):
     -------
     dict
         ``{finding number: (verdict, lines)}``; verdict is ``"supported"``,
-        ``"not supported"``, ``"mixed"`` or ``"not covered"``.
+        ``"not supported"``, ``"mixed"``, ``"partly covered"`` (only part of
+        the finding ran; the evidence says what that part shows) or
+        ``"not covered"``.
     """
     df = pd.DataFrame(results)
     out = {}
@@ -462,8 +476,10 @@ def make_report(results, meta=None):
         Result rows of the experiments that ran.
     meta : dict, default=None
         Header information: ``dataset``, ``n_train``, ``n_test``,
-        ``input_shape``, ``preset``, ``depth`` and ``failed`` (experiment
-        name to error message) are used when present.
+        ``input_shape``, ``preset``, ``depth``, ``seed``, ``failed``
+        (experiment name to error message), ``stale`` (experiment name to
+        why its results were left out) and ``seconds`` (experiment name to
+        wall time) are used when present.
 
     Returns
     -------
@@ -488,7 +504,7 @@ def make_report(results, meta=None):
         )
         out.append("")
     counts = {v: sum(1 for verdict, _ in verdicts.values() if verdict == v)
-              for v in (SUPPORTED, MIXED, NOT_SUPPORTED, NOT_COVERED)}
+              for v in (SUPPORTED, MIXED, NOT_SUPPORTED, PARTLY, NOT_COVERED)}
     out.append(", ".join(f"{counts[v]} {v}" for v in counts) + ".")
     out.append("")
     out.append("| # | finding | this run |")
@@ -513,11 +529,27 @@ def make_report(results, meta=None):
         out.append("")
         out.extend(f"- `{name}`: {message}" for name, message in failed.items())
         out.append("")
-    if len(df) and "seconds" in df:
+    stale = meta.get("stale") or {}
+    if stale:
+        out.append("## Results in the folder left out")
+        out.append("")
+        out.extend(f"- `{name}`: {reason}" for name, reason in stale.items())
+        out.append("")
+    wall = {k: v for k, v in (meta.get("seconds") or {}).items()
+            if isinstance(v, (int, float)) and not math.isnan(v)}
+    if wall:
+        out.append("## Time spent")
+        out.append("")
+        out.append("Wall time of each experiment when it ran (as logged): "
+                   + ", ".join(f"{name} {s:.0f} s" for name, s in wall.items())
+                   + f"; total {sum(wall.values()):.0f} s.")
+        out.append("")
+    elif len(df) and "seconds" in df:
         seconds = df.groupby("experiment", sort=False)["seconds"].sum(min_count=1)
         out.append("## Time spent fitting")
         out.append("")
-        out.append(", ".join(f"{name} {s:.0f} s" for name, s in seconds.items()
-                             if not math.isnan(s)) + ".")
+        out.append("Sum of the rows' fit-and-score times: "
+                   + ", ".join(f"{name} {s:.0f} s" for name, s in seconds.items()
+                               if not math.isnan(s)) + ".")
         out.append("")
     return "\n".join(out)
