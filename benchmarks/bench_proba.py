@@ -110,7 +110,7 @@ def loo_share(n, repeats, n_classes=10):
 
     def loo():
         rows = _loo.loo_rows(n)
-        return _loo.fit_temperature(_loo.loo_outputs(op, 0.0, Y, alpha, rows), y[rows])
+        return _loo.fit_temperature(_loo.loo_outputs(op, Y, alpha, rows), y[rows])
 
     t_loo, _ = best_of(loo, repeats)
     print(f"n={n}: Cholesky {t_chol:.3f} s, leave-one-out step {t_loo:.3f} s "

@@ -41,18 +41,20 @@ class _KernelClassifier(ClassifierMixin, KernelEstimatorBase):
             raise ValueError(
                 f"y contains 1 class ({self.classes_[0]!r}); a classifier needs at least 2."
             )
-        self._labels = enc.transform(y)
-        Y = np.eye(n_classes)[self._labels] - 1.0 / n_classes
-        try:
-            return self._fit_targets(X, Y)
-        finally:
-            del self._labels
+        Y = np.eye(n_classes)[enc.transform(y)] - 1.0 / n_classes
+        return self._fit_targets(X, Y)
 
-    def _on_solved(self, op, lam, Y, alpha):
+    def _on_solved(self, op, Y, alpha):
         """Fit the softmax temperature on leave-one-out outputs (see :mod:`sknngp._loo`)."""
         rows = _loo.loo_rows(len(Y))
-        scores = _loo.loo_outputs(op, lam, Y, alpha, rows)
-        self.temperature_, self.loo_log_loss_ = _loo.fit_temperature(scores, self._labels[rows])
+        scores = _loo.loo_outputs(op, Y, alpha, rows)
+        labels = np.argmax(Y[rows], axis=1)  # the encoded classes of the one-hot rows
+        self.temperature_, self.loo_log_loss_ = _loo.fit_temperature(scores, labels)
+
+    def _outputs(self, X):
+        """Regression outputs per class, ``(n_samples, n_classes)``."""
+        X = self._test_rows(X)
+        return self._mean(X, _bank.row_keys(X))
 
     def decision_function(self, X):
         """Regression outputs per class (binary: positive minus negative column).
@@ -61,8 +63,7 @@ class _KernelClassifier(ClassifierMixin, KernelEstimatorBase):
         -------
         scores : ndarray of shape (n_samples, n_classes), or (n_samples,) for two classes
         """
-        X = self._test_rows(X)
-        out = self._mean(X, _bank.row_keys(X))
+        out = self._outputs(X)
         if len(self.classes_) == 2:
             return out[:, 1] - out[:, 0]
         return out
@@ -85,14 +86,11 @@ class _KernelClassifier(ClassifierMixin, KernelEstimatorBase):
         proba : ndarray of shape (n_samples, n_classes)
             Rows sum to 1; columns follow ``classes_``.
         """
-        X = self._test_rows(X)
-        return _loo.softmax_proba(self._mean(X, _bank.row_keys(X)), self.temperature_)
+        return np.exp(self.predict_log_proba(X))
 
     def predict_log_proba(self, X):
         """Logarithm of :meth:`predict_proba` (computed stably)."""
-        X = self._test_rows(X)
-        scores = self._mean(X, _bank.row_keys(X)) / self.temperature_
-        return scores - scipy.special.logsumexp(scores, axis=1, keepdims=True)
+        return scipy.special.log_softmax(self._outputs(X) / self.temperature_, axis=1)
 
     def predict(self, X):
         """Class labels: the argmax of the regression outputs."""

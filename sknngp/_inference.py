@@ -78,7 +78,7 @@ class _Strategy:
         alpha = op.apply(Y)
         solved = getattr(est, "_on_solved", None)  # classifiers: leave-one-out calibration
         if solved is not None:
-            solved(op, lam, Y, alpha)
+            solved(op, Y, alpha)
         return alpha, lam  # the factor is not kept: std/cov rebuild it on demand
 
     def mean(self, est, cross):

@@ -70,7 +70,7 @@ def inverse_diagonal(U, rows):
     return out
 
 
-def loo_outputs(op, lam, Y, alpha, rows):
+def loo_outputs(op, Y, alpha, rows):
     """Leave-one-out outputs ``F_loo[rows]`` of the smoother with operator ``op``.
 
     ``op`` is the fitted :class:`sknngp._inference._Operator` (Cholesky factor
@@ -113,5 +113,5 @@ def fit_temperature(scores, labels):
 
 
 def softmax_proba(scores, temperature):
-    """``softmax(scores / T)`` per row (rows sum to 1)."""
+    """``softmax(scores / T)`` per row (rows sum to 1), as ``predict_proba`` computes it."""
     return np.exp(log_softmax(scores / temperature, axis=1))
