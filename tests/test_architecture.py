@@ -97,6 +97,10 @@ def test_parameters_are_defined_once_and_shared():
         for name in ARCHITECTURE_PARAMS:
             assert params[name].default == defaults[name].default, (cls, name)
         assert set(ARCHITECTURE_PARAMS) <= set(cls._parameter_constraints)
+    for cls in (sknngp.NNGPKernel, sknngp.NTKKernel, sknngp.kernel_matrix):
+        params = inspect.signature(cls).parameters
+        for name in ARCHITECTURE_PARAMS:
+            assert params[name].default == defaults[name].default, (cls, name)
 
 
 def test_fit_builds_the_stack_once_from_the_parameters():

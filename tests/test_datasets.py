@@ -183,11 +183,16 @@ def test_cifar10_missing_archive_says_what_to_put_where(tmp_path):
     assert "or call with download=True" in message
 
 
-def test_cifar10_offline_download_says_what_to_put_where(tmp_path, monkeypatch):
-    def offline(url):
+@pytest.fixture
+def offline(monkeypatch):
+    """Downloads fail as they do without a network."""
+    def refuse(url):
         raise urllib.error.URLError("Temporary failure in name resolution")
 
-    monkeypatch.setattr(_base, "_urlopen", offline)
+    monkeypatch.setattr(_base, "_urlopen", refuse)
+
+
+def test_cifar10_offline_download_says_what_to_put_where(tmp_path, offline):
     with pytest.raises(FileNotFoundError, match=r"download failed: .*name resolution.*\n.*"
                                                 r"cifar-10-python\.tar\.gz   <- https://") as exc:
         load_cifar10(tmp_path)
@@ -364,16 +369,6 @@ def test_fashion_mnist_downloads_only_missing_files(tmp_path, monkeypatch, no_sy
     assert requested == [files["test_labels"].url]
 
 
-def test_fashion_mnist_bad_magic_number(tmp_path, no_system_dirs):
-    folder = tmp_path / "fashion-mnist"
-    _write_fashion(folder)
-    (folder / "train-images-idx3-ubyte.gz").write_bytes(_idx(np.zeros((2, 28), np.uint8)))
-    with pytest.raises(ValueError, match=r"train-images-idx3-ubyte\.gz is not an IDX file of "
-                                         r"unsigned bytes with 3 dimension\(s\): its magic number "
-                                         r"is 0x00000802, expected 0x00000803"):
-        load_fashion_mnist(tmp_path, download=False)
-
-
 def test_fashion_mnist_truncated_file(tmp_path, no_system_dirs):
     folder = tmp_path / "fashion-mnist"
     _write_fashion(folder)
@@ -381,14 +376,6 @@ def test_fashion_mnist_truncated_file(tmp_path, no_system_dirs):
     (folder / "train-images-idx3-ubyte.gz").write_bytes(gzip.compress(raw[:-100]))
     with pytest.raises(ValueError, match=r"is truncated: its header announces 7 items of shape "
                                          r"\(28, 28\).*Download it again"):
-        load_fashion_mnist(tmp_path, download=False)
-
-
-def test_fashion_mnist_images_and_labels_disagree(tmp_path, no_system_dirs):
-    folder = tmp_path / "fashion-mnist"
-    _write_fashion(folder)
-    (folder / "train-labels-idx1-ubyte.gz").write_bytes(_idx(np.zeros(6, np.uint8)))
-    with pytest.raises(ValueError, match=r"holds 7 train images but 6 labels.*Replace both"):
         load_fashion_mnist(tmp_path, download=False)
 
 
@@ -478,12 +465,8 @@ def test_fashion_mnist_layouts(tmp_path, layout, no_system_dirs, empty_keras_hom
     assert_array_equal(data.y_train, expected["train"][1])
 
 
-def test_fashion_mnist_failed_download_lists_every_missing_file(tmp_path, monkeypatch,
+def test_fashion_mnist_failed_download_lists_every_missing_file(tmp_path, offline,
                                                                  no_system_dirs):
-    def offline(url):
-        raise urllib.error.URLError("Temporary failure in name resolution")
-
-    monkeypatch.setattr(_base, "_urlopen", offline)
     with pytest.raises(FileNotFoundError, match=r"4 file\(s\).*download failed: .*name "
                                                 r"resolution") as excinfo:
         load_fashion_mnist(tmp_path)
@@ -498,21 +481,23 @@ def test_fashion_mnist_failed_download_lists_every_missing_file(tmp_path, monkey
 # -- Invalid contents: clear errors that name the file -----------------------------
 
 
-def test_fashion_mnist_labels_out_of_range(tmp_path, no_system_dirs):
+@pytest.mark.parametrize("filename, content, message", [
+    ("train-images-idx3-ubyte.gz", np.zeros((2, 28), np.uint8),
+     r"train-images-idx3-ubyte\.gz is not an IDX file of unsigned bytes with 3 dimension\(s\): "
+     r"its magic number is 0x00000802, expected 0x00000803"),
+    ("train-labels-idx1-ubyte.gz", np.zeros(6, np.uint8),
+     r"holds 7 train images but 6 labels.*Replace both"),
+    ("t10k-labels-idx1-ubyte.gz", np.array([0, 200, 3, 4]),
+     r"t10k-labels-idx1-ubyte\.gz holds label 200; Fashion-MNIST's labels are 0\.\.9"),
+    ("train-images-idx3-ubyte.gz", np.zeros((7, 28, 29)),
+     r"train-images-idx3-ubyte\.gz holds images of 28x29 pixels; Fashion-MNIST's are 28x28"),
+], ids=["bad magic number", "images and labels disagree", "label out of range",
+        "wrong image size"])
+def test_fashion_mnist_invalid_file_named(tmp_path, no_system_dirs, filename, content, message):
     folder = tmp_path / "fashion-mnist"
     _write_fashion(folder)
-    (folder / "t10k-labels-idx1-ubyte.gz").write_bytes(_idx(np.array([0, 200, 3, 4])))
-    with pytest.raises(ValueError, match=r"t10k-labels-idx1-ubyte\.gz holds label 200; "
-                                         r"Fashion-MNIST's labels are 0\.\.9"):
-        load_fashion_mnist(tmp_path, download=False)
-
-
-def test_fashion_mnist_wrong_image_size(tmp_path, no_system_dirs):
-    folder = tmp_path / "fashion-mnist"
-    _write_fashion(folder)
-    (folder / "train-images-idx3-ubyte.gz").write_bytes(_idx(np.zeros((7, 28, 29))))
-    with pytest.raises(ValueError, match=r"train-images-idx3-ubyte\.gz holds images of 28x29 "
-                                         r"pixels; Fashion-MNIST's are 28x28"):
+    (folder / filename).write_bytes(_idx(content))
+    with pytest.raises(ValueError, match=message):
         load_fashion_mnist(tmp_path, download=False)
 
 
