@@ -22,14 +22,13 @@ from __future__ import annotations
 import copy
 import dataclasses
 import functools
-from concurrent.futures import ThreadPoolExecutor
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from ._propagate import finish, initial_state, run_step, steps
-from ._tiles import _n_workers, _pad_rows, choose_tile
+from ._tiles import _pad_rows, choose_tile, run_tiles, tile_jobs
 from ._validation import _DTYPES, resolve_devices
 
 #: the hyperparameters a plan can be differentiated in, in this order
@@ -160,8 +159,7 @@ def kernel_and_gradient(plan, x1, x2, kinds, W_std, b_std, wrt, dkey,
     xs2 = xs1 if symmetric else x2.astype(np_dtype)
     # tangents first: the mirrored and symmetrized blocks are 2-D transposes
     out = {kind: (np.empty((n1, n2)), np.empty((m, n1, n2))) for kind in kinds}
-    jobs = [(i, j) for i in range(0, n1, tile) for j in range(0, n2, tile)
-            if not (symmetric and j < i)]
+    jobs = tile_jobs(n1, n2, tile, symmetric)
 
     def run(job):
         i, j = jobs[job]
@@ -186,11 +184,5 @@ def kernel_and_gradient(plan, x1, x2, kinds, W_std, b_std, wrt, dkey,
                 K[j:j + rj, i:i + ri] = block.T
                 dK[:, j:j + rj, i:i + ri] = dblock.transpose(0, 2, 1)
 
-    workers = _n_workers(devices)
-    if workers == 1 or len(jobs) == 1:
-        for job in range(len(jobs)):
-            run(job)
-    else:  # tiles write disjoint blocks
-        with ThreadPoolExecutor(workers) as pool:
-            list(pool.map(run, range(len(jobs))))
+    run_tiles(run, len(jobs), devices, f"kernel gradient {n1}x{n2}")  # disjoint blocks
     return {kind: (K, np.moveaxis(dK, 0, -1)) for kind, (K, dK) in out.items()}

@@ -208,8 +208,7 @@ def compute(plan, x1, x2, gets, dkey, batch_size=None, device=None, *, start=Non
     pipe = pipeline(plan, "ntk" in gets)
     taps = tuple(readouts) + (() if capture is None else (capture,))
 
-    jobs = [(i, j) for i in range(0, n1, tile) for j in range(0, n2, tile)
-            if not (symmetric and j < i)]
+    jobs = tile_jobs(n1, n2, tile, symmetric)
     out = {g: np.empty((n1, n2), dtype=np.float64) for g in gets}
     ro = {b: {g: np.empty((n1, n2), dtype=np.float64) for g in gets} for b in readouts}
     with np.errstate(over="ignore"):  # inputs beyond float32: the kernel check says so
@@ -268,27 +267,42 @@ def compute(plan, x1, x2, gets, dkey, batch_size=None, device=None, *, start=Non
                 for bnd in readouts:
                     put(ro[bnd][g], i, j, ri, rj, ro_tiles[bnd][g], diagonal_tile)
 
-    bar = tile_bar(len(jobs), f"kernel {n1}x{n2}")
+    run_tiles(run, len(jobs), devices, f"kernel {n1}x{n2}")
+    check_finite_kernels(out, dkey, what)
+    for arrays in ro.values():
+        check_finite_kernels(arrays, dkey, what)
+    return out, ro, cap
 
-    def run_and_report(job_index):
-        run(job_index)
+
+def tile_jobs(n1, n2, tile, symmetric):
+    """Top-left corners ``(i, j)`` of the tiles to compute: all of them, or those
+    on and above the diagonal of a symmetric block."""
+    return [(i, j) for i in range(0, n1, tile) for j in range(0, n2, tile)
+            if not (symmetric and j < i)]
+
+
+def run_tiles(run, n_jobs, devices, desc):
+    """``run(k)`` for every job ``k`` (job ``k`` on ``devices[k % len(devices)]`` is
+    ``run``'s business), over worker threads, each finished tile reported to a
+    progress bar (:func:`sknngp.kernels._progress.tile_bar`)."""
+    bar = tile_bar(n_jobs, desc)
+    lock = threading.Lock()
+
+    def run_and_report(k):
+        run(k)
         with lock:
             bar.update(1)
 
     n_workers = _n_workers(devices)
     try:
-        if n_workers == 1 or len(jobs) == 1:
-            for k in range(len(jobs)):
+        if n_workers == 1 or n_jobs == 1:
+            for k in range(n_jobs):
                 run_and_report(k)
         else:
             with ThreadPoolExecutor(n_workers) as pool:
-                list(pool.map(run_and_report, range(len(jobs))))
+                list(pool.map(run_and_report, range(n_jobs)))
     finally:
         bar.close()
-    check_finite_kernels(out, dkey, what)
-    for arrays in ro.values():
-        check_finite_kernels(arrays, dkey, what)
-    return out, ro, cap
 
 
 class TileState:
