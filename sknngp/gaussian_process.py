@@ -21,10 +21,10 @@ import numpy as np
 from sklearn.gaussian_process.kernels import Hyperparameter, Kernel
 
 from . import _bank
-from .architecture import Serial, build_architecture
+from .architecture import ARCHITECTURE_PARAMS, Serial
 from .architecture.params import ARCHITECTURE_DOC
 from .kernels import _autodiff, _engine
-from .kernels._validation import _parse_dtype, as_images
+from .kernels._validation import _parse_dtype
 
 _DEFAULT_BOUNDS = {"W_std": (1e-2, 1e2), "b_std": (1e-5, 1e2)}
 _CACHE_MODES = ("memory", "off")
@@ -185,27 +185,10 @@ class _NeuralKernel(Kernel):
             raise ValueError(
                 f"kernel_cache must be one of {list(_CACHE_MODES)}; got {self.kernel_cache!r}."
             )
-        stack = build_architecture(self.architecture, self.depth, self.activation,
-                                   self.W_std, self.b_std, self.parameterization,
-                                   self.width)
-        x1 = as_images(X, self.input_shape, "X")
-        x2 = None if Y is None or Y is X else as_images(Y, self.input_shape, "Y")
-        if x2 is not None and x1.shape[1:] != x2.shape[1:]:
-            raise ValueError(
-                f"X and Y must have the same sample shape; got {x1.shape[1:]} and "
-                f"{x2.shape[1:]}."
-            )
-        if x1.ndim == 3:
-            raise ValueError(
-                f"3-D inputs of shape {x1.shape} are ambiguous: pass (n, H, W, C) images "
-                "or 2-D rows with input_shape=(H, W, C)."
-            )
-        if x2 is not None and x2.shape == x1.shape and np.array_equal(x1, x2):
+        arch = {name: getattr(self, name) for name in ARCHITECTURE_PARAMS}
+        plan, x1, x2 = _engine._prepare(X, Y, arch, self.input_shape, "X", "Y")
+        if Y is None or Y is X or (x2.shape == x1.shape and np.array_equal(x1, x2)):
             x2 = None  # k(X, X): compute each unordered pair once
-        plan, flat = _engine.plan_for(stack, x1.shape[1:])
-        if flat:
-            x1 = x1.reshape(len(x1), -1)
-            x2 = None if x2 is None else x2.reshape(len(x2), -1)
         return plan, x1, x2
 
     def _values(self, plan, x1, x2, dkey):

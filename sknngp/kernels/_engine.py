@@ -214,14 +214,17 @@ def diagonal(plan, x, gets, dkey, batch_size=None, device=None):
     return out
 
 
-def _prepare(X1, X2, arch, input_shape, name1):
-    """Validate inputs, build the stack and its plan; ``X2=None`` means ``X1``."""
+def _prepare(X1, X2, arch, input_shape, name1, name2="X2"):
+    """Validate inputs, build the stack and its plan; ``X2=None`` means ``X1``.
+
+    ``name1``/``name2`` are the arguments' names in the caller's signature.
+    """
     stack = build_architecture(**arch)
     x1 = as_images(X1, input_shape, name1)
-    x2 = x1 if X2 is None else as_images(X2, input_shape, "X2")
+    x2 = x1 if X2 is None else as_images(X2, input_shape, name2)
     if x1.shape[1:] != x2.shape[1:]:
         raise ValueError(
-            f"X1 and X2 must have the same sample shape; got {x1.shape[1:]} and "
+            f"{name1} and {name2} must have the same sample shape; got {x1.shape[1:]} and "
             f"{x2.shape[1:]} (feature counts {int(np.prod(x1.shape[1:]))} and "
             f"{int(np.prod(x2.shape[1:]))})."
         )
