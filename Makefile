@@ -13,7 +13,7 @@ PYTEST_WORKERS ?= 2
 $(STAMP): pyproject.toml constraints-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -c constraints-dev.txt -e ".[torch,dev,docs]"
+	$(PY) -m pip install -q -c constraints-dev.txt -e ".[torch,dask,dev,docs]"
 	touch $(STAMP)
 
 # The paper's comparisons on digits (sized for < 10 minutes on 2 cores).

@@ -17,6 +17,8 @@ EXTRA_OF = {
     "skorch": "torch",
     "pandas": "study",
     "matplotlib": "study",
+    "dask": "dask",
+    "distributed": "dask",
 }
 
 

@@ -27,9 +27,11 @@ from ..architecture import (
     serial,
 )
 from ._engine import Kernels, kernel_diagonal, kernel_matrix
+from ._store import KernelStore, StoredKernel, store_kernel
 
 __all__ = [
     "ABRelu", "Abs", "AvgPool", "Conv", "Dense", "Erf", "Flatten",
     "GlobalAvgPool", "Layer", "LeakyRelu", "Relu", "Serial", "serial",
     "ACTIVATIONS", "ARCHITECTURES", "build_architecture", "Kernels", "kernel_diagonal", "kernel_matrix",
+    "KernelStore", "StoredKernel", "store_kernel",
 ]

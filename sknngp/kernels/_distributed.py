@@ -1,0 +1,54 @@
+"""Kernel tiles on a Dask cluster: the ``client=`` path of :func:`store_kernel`.
+
+Each task computes one stored tile with JAX on its worker's own devices and
+writes it to the shared store itself; only the tile's coordinates travel
+back. The inputs are scattered to the workers once. A scheduler address
+gives a client for the duration of the call; a given client is left open.
+"""
+
+from __future__ import annotations
+
+from .._optional import require
+
+
+def _client(client):
+    require("distributed", extra="dask", feature="store_kernel(client=...)")
+    import distributed
+
+    if isinstance(client, str):
+        return distributed.Client(client), True
+    if not isinstance(client, distributed.Client):
+        raise TypeError(
+            "client must be None, a dask.distributed.Client or a scheduler address such "
+            f"as 'tcp://host:8786'; got {client!r} of type {type(client).__name__}."
+        )
+    return client, False
+
+
+def _task(plan, x1, x2, job, block, gets, dkey, batch_size, path):
+    from ._store import compute_block, write_blocks
+
+    values = compute_block(plan, x1, x2, job, block, gets, dkey, batch_size, None)
+    write_blocks(path, gets, job, block, values)
+    return job
+
+
+def run_on_cluster(client, jobs, plan, x1, x2, path, block, gets, dkey, batch_size, bar):
+    """Compute ``jobs`` (tile coordinates) on the cluster; update ``bar`` as they land."""
+    import os
+
+    from distributed import as_completed
+
+    client, owned = _client(client)
+    try:
+        path = os.path.abspath(path)
+        sx1 = client.scatter(x1, broadcast=True)
+        sx2 = None if x2 is None else client.scatter(x2, broadcast=True)
+        futures = [client.submit(_task, plan, sx1, sx2, job, block, gets, dkey, batch_size,
+                                 path, pure=False) for job in jobs]
+        for future in as_completed(futures):
+            future.result()  # re-raises a worker's error here
+            bar.update(1)
+    finally:
+        if owned:
+            client.close()
