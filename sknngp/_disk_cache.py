@@ -1,40 +1,19 @@
-"""``kernel_cache=<directory>``: whole kernel blocks cached on disk as verified arrays.
+"""``kernel_cache=<directory>``: the estimators' on-disk kernel cache.
 
-Shared by the worker processes of ``GridSearchCV(n_jobs > 1)``. Each block is
-one ``.npz`` file named by a hash of everything that determines its values
-(the canonical plan, the kernel dtype, the kinds and the exact bytes of the
-inputs; never tiling or device), so an entry is never stale. Files hold plain
-arrays plus a checksum of them and of the block's key: they are read with
-``allow_pickle=False`` (nothing read back is ever unpickled), verified (shape,
-dtype, checksum), and recomputed and rewritten when unreadable, corrupted or
-belonging to another block. Writes go to a temporary file in the same
-directory, then ``os.replace``: a reader never sees a torn file.
+The directory holds one row-keyed kernel store per architecture and kernel
+dtype (:mod:`sknngp._rowstore`): entries are keyed by the hash of each row,
+stored as CRC-checked blocks written atomically, shared by every process and
+Dask worker that uses the directory, and grown as new rows arrive, so the
+folds of a grid search compute each kernel entry once. Nothing read back is
+ever unpickled; a block that fails verification is recomputed.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
-import tempfile
-import zipfile
 from pathlib import Path
 
-import numpy as np
-
-from .kernels import _engine
-
-
-def _block_key(plan, dkey, x1, x2, kinds):
-    h = hashlib.blake2b(digest_size=20)
-    h.update(repr((plan, dkey, tuple(kinds))).encode())
-    for x in (x1, x2):
-        if x is None:
-            h.update(b"symmetric")
-            continue
-        a = np.ascontiguousarray(x)
-        h.update(repr((a.dtype.str, a.shape)).encode())
-        h.update(a.tobytes())
-    return h.hexdigest()
+from ._rowstore import CorruptRows, RowStore
 
 
 def check_location(location):
@@ -82,63 +61,42 @@ def _ensure(folder, location):
         ) from None
 
 
-def _checksum(arrays, kinds, key):
-    # the block's key is part of the checksum: a valid file of another block
-    # copied under this name does not verify
-    h = hashlib.blake2b(digest_size=32)
-    h.update(key.encode())
-    for kind in kinds:
-        a = np.ascontiguousarray(arrays[kind], dtype=np.float64)
-        h.update(kind.encode())
-        h.update(repr(a.shape).encode())
-        h.update(a.tobytes())
-    return np.frombuffer(h.digest(), dtype=np.uint8)
+_STORES = {}
 
 
-def _read(path, kinds, key, shape):
-    """The verified arrays of ``path``, or None if absent, unreadable or corrupted."""
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            arrays = {kind: data[kind] for kind in kinds}
-            stored = data["checksum"]
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
-        return None
-    if any(a.shape != shape or a.dtype != np.float64 for a in arrays.values()):
-        return None
-    if not np.array_equal(stored, _checksum(arrays, kinds, key)):
-        return None
-    return arrays
-
-
-def _write(path, arrays, kinds, key, location):
-    _ensure(path.parent, location)  # deleted while we computed: recreate it
-    try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    except OSError as exc:
-        raise ValueError(f"kernel_cache={location!r}: cannot write the cache ({exc}).") from None
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, checksum=_checksum(arrays, kinds, key), **arrays)
-        os.replace(tmp, path)
-    except BaseException as exc:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        if isinstance(exc, OSError):  # disk full, directory removed mid-write, ...
-            raise ValueError(
-                f"kernel_cache={location!r}: cannot write the cache ({exc})."
-            ) from None
-        raise
+def row_store(location, plan, dkey, sample_shape):
+    """The (process-wide) row store of ``plan`` and ``dkey`` in ``location``."""
+    folder = check_location(location)
+    key = (os.path.abspath(folder), plan, dkey, tuple(sample_shape))
+    store = _STORES.get(key)
+    if store is None or not os.path.isdir(store.root):  # deleted mid-run: start afresh
+        try:
+            store = _STORES[key] = RowStore(folder, plan, dkey, sample_shape)
+        except OSError as exc:
+            raise ValueError(f"kernel_cache={location!r}: cannot write the cache ({exc}).") from None
+    return store
 
 
 def disk_kernels(location, plan, dkey, x1, x2, kinds, *, batch_size, device):
-    """``{kind: K(x1, x2)}``, read from ``location`` when a verified block is there."""
-    folder = check_location(location)
-    kinds = tuple(kinds)
-    key = _block_key(plan, dkey, x1, x2, kinds)
-    path = folder / f"{key}.npz"
-    shape = (len(x1), len(x1) if x2 is None else len(x2))
-    arrays = _read(path, kinds, key, shape)
-    if arrays is None:
-        arrays, _, _ = _engine.compute(plan, x1, x2, kinds, dkey, batch_size, device)
-        _write(path, arrays, kinds, key, location)
-    return arrays
+    """``{kind: K(x1, x2)}`` (``x2=None``: symmetric), from the row store in
+    ``location``; entries not stored yet are computed and stored.
+
+    A store whose row data fail verification, or whose folder disappears
+    while in use, is started afresh (once per call).
+    """
+    for attempt in (0, 1):
+        store = row_store(location, plan, dkey, x1.shape[1:])
+        try:
+            g1 = store.indices(x1)
+            g2 = g1 if x2 is None else store.indices(x2)
+            return {kind: store.kernel(kind, g1, g2, batch_size, device) for kind in kinds}
+        except Exception as exc:
+            lost = not os.path.isfile(os.path.join(store.root, "about.json"))
+            if attempt == 0 and (isinstance(exc, CorruptRows) or lost):
+                store.open(fresh=True)
+                continue
+            if isinstance(exc, OSError):
+                raise ValueError(
+                    f"kernel_cache={location!r}: cannot write the cache ({exc})."
+                ) from None
+            raise

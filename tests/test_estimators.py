@@ -11,6 +11,7 @@ from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from sknngp import _rowstore
 from sknngp import (
     NNGPClassifier,
     NNGPRegressor,
@@ -296,33 +297,32 @@ def test_on_disk_cache_shared_by_worker_processes(tmp_path):
     par = GridSearchCV(disk, grid, cv=3, n_jobs=2).fit(X, y)
     np.testing.assert_allclose(par.cv_results_["mean_test_score"],
                                seq.cv_results_["mean_test_score"])
-    stored = list((tmp_path / "kcache").rglob("*.npz"))
-    # 3 folds x (train x train, test x train) + the refit: computed once each
-    # although each fold was fitted for 2 diag_reg values
-    assert 1 <= len(stored) <= 3 * 2 + 2, len(stored)
+    stored = [p for p in (tmp_path / "kcache").rglob("*") if p.parent.parent.name == "c"]
+    # 90 rows: one block of the rows and one kernel block, shared by the folds
+    # and the worker processes (each fills in the rows it meets)
+    assert {p.parts[-4] for p in stored} == {"x", "nngp"}, stored
+    assert len(stored) == 2, stored
     with pytest.raises(ValueError, match="kernel_cache must be 'memory', 'off' or a directory"):
         NNGPClassifier(kernel_cache="", **ARCH).fit(X, y)
 
 
-def test_on_disk_cache_verifies_blocks_and_never_unpickles(tmp_path):
+def test_on_disk_cache_verifies_blocks_and_never_unpickles(tmp_path, monkeypatch):
     rng = np.random.default_rng(7)
     X, Xt = rng.normal(size=(20, 3)), rng.normal(size=(4, 3))
     where = tmp_path / "kcache"
     expected = NNGPRegressor(kernel_cache="off", **ARCH).fit(X, X[:, 0]).predict(Xt)
     NNGPRegressor(kernel_cache=str(where), **ARCH).fit(X, X[:, 0]).predict(Xt)
-    files = sorted(where.glob("*.npz"))
-    assert len(files) == 2  # train x train, test x train
-    for path in files:
-        with np.load(path, allow_pickle=False) as data:  # plain arrays only
-            assert set(data.files) == {"nngp", "checksum"}
-    # a flipped byte inside a block, a truncated block, and a planted pickle
-    raw = bytearray(files[0].read_bytes())
-    raw[len(raw) // 2] ^= 0xFF
-    files[0].write_bytes(bytes(raw))
-    files[1].write_bytes(files[1].read_bytes()[:50])
-    (where / "output.pkl").write_bytes(pickle.dumps(expected))
+    (block,) = [p for p in where.rglob("*") if p.parent.parent.name == "c"
+                and p.parts[-4] == "nngp"]
+    good = block.read_bytes()
+    # a flipped byte, a truncated chunk, a planted pickle in its place
+    for bad in (bytes([good[0] ^ 0xFF]) + good[1:], good[:50], pickle.dumps(expected)):
+        block.write_bytes(bad)
+        got = NNGPRegressor(kernel_cache=str(where), **ARCH).fit(X, X[:, 0]).predict(Xt)
+        np.testing.assert_allclose(got, expected, rtol=1e-11)
+        assert block.read_bytes() != bad  # recomputed and rewritten
+    calls = []
+    monkeypatch.setattr(_rowstore, "compute", lambda *a, **k: calls.append(1))
     got = NNGPRegressor(kernel_cache=str(where), **ARCH).fit(X, X[:, 0]).predict(Xt)
     np.testing.assert_allclose(got, expected, rtol=1e-11)
-    for path in files:  # recomputed and rewritten, verified again
-        with np.load(path, allow_pickle=False) as data:
-            assert data["nngp"].shape in {(20, 20), (4, 20)}
+    assert calls == []  # the rewritten block verifies: nothing is computed again

@@ -8,6 +8,7 @@ with counts, is ``python tools/fuzz_api.py``) run here one test each.
 from __future__ import annotations
 
 import math
+import glob
 import os
 import pickle
 import shutil
@@ -27,10 +28,11 @@ from sknngp import (
     ZCAWhitener,
     _bank,
     _disk_cache,
+    _rowstore,
     kernel_matrix,
 )
 from sknngp.architecture import MAX_LAYERS, Dense, Relu, serial
-from sknngp.kernels import _engine, _tiles, kernel_diagonal
+from sknngp.kernels import _blocks as kernel_blocks, _engine, _tiles, kernel_diagonal
 
 rng = np.random.default_rng(0)
 X = rng.normal(size=(8, 4))
@@ -207,24 +209,46 @@ def test_zca_ignores_scale(rows, k):
 
 # ------------------------------------------------------------- disk cache
 def _blocks(folder):
-    return sorted(os.path.join(folder, n) for n in os.listdir(folder) if n.endswith(".npz"))
+    """The stored kernel blocks (chunk files) in a kernel_cache directory."""
+    return [p for p in fuzz_corpus.block_files(folder) if "/nngp/" in p]
 
 
 def test_disk_cache_entries_are_verified_and_rewritten(tmp_path):
-    """Flipped bytes, a changed value in a valid file, and another block's
-    file under this block's name are all recomputed and rewritten."""
+    """Flipped bytes, a changed value with a valid CRC, and another store's
+    block under this block's name are all recomputed and rewritten."""
     folder = str(tmp_path / "cache")
     reference = NNGPRegressor(depth=1, kernel_cache="off").fit(X, Y).predict(XT)
     NNGPRegressor(depth=1, kernel_cache=folder).fit(X, Y)
     (path,) = _blocks(folder)
     good = open(path, "rb").read()
     for corrupt in (fuzz_corpus._flip, fuzz_corpus._flip_values,
-                    lambda p: shutil.copyfile(_other_block(tmp_path), p)):
+                    lambda p: _copy_block(_other_block(tmp_path), p)):
         corrupt(path)
         assert open(path, "rb").read() != good
         pred = NNGPRegressor(depth=1, kernel_cache=folder).fit(X, Y).predict(XT)
         np.testing.assert_allclose(pred, reference, rtol=1e-12)
-        assert open(path, "rb").read() == good  # recomputed and rewritten
+        assert _rewritten_and_verified(path, folder)
+
+
+def _rewritten_and_verified(path, folder):
+    """The block at ``path`` was rewritten: a new fit + predict reads it back
+    (checksum and seal pass) without computing anything."""
+    calls = []
+    compute = _rowstore.compute
+    _rowstore.compute = lambda *a, **k: calls.append(1) or compute(*a, **k)
+    try:
+        NNGPRegressor(depth=1, kernel_cache=folder).fit(X, Y).predict(XT)
+    finally:
+        _rowstore.compute = compute
+    return os.path.exists(path) and calls == []
+
+
+def _copy_block(donor, path):
+    """Copy a block's chunk and seal over another block's."""
+    shutil.copyfile(donor, path)
+    seal = lambda p: os.path.join(p.split("/data/")[0], "seals", "nngp",  # noqa: E731
+                                  ".".join(p.split("/")[-2:]))
+    shutil.copyfile(seal(donor), seal(path))
 
 
 def _other_block(tmp_path):
@@ -254,7 +278,11 @@ def test_disk_cache_directory_deleted_mid_run(tmp_path, monkeypatch):
         shutil.rmtree(folder, ignore_errors=True)
         return out
 
-    monkeypatch.setattr(_disk_cache._engine, "compute", compute_then_delete)
+    monkeypatch.setattr(_rowstore, "compute", compute_then_delete)
+    reference = NNGPRegressor(depth=1, kernel_cache="off").fit(X, Y).predict(XT)
+    pred = NNGPRegressor(depth=1, kernel_cache=str(folder)).fit(X, Y).predict(XT)
+    np.testing.assert_allclose(pred, reference, rtol=1e-12)
+    monkeypatch.undo()
     NNGPRegressor(depth=1, kernel_cache=str(folder)).fit(X, Y)
     assert len(_blocks(str(folder))) == 1  # recreated and written
 
@@ -325,11 +353,13 @@ def test_disk_cache_write_failure_is_clear_and_leaves_no_temp_file(tmp_path, mon
     def disk_full(*args, **kwargs):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(_disk_cache.np, "savez", disk_full)
+    monkeypatch.setattr(kernel_blocks.Blocks, "write", disk_full)
     with pytest.raises(ValueError, match=r"kernel_cache=.*cannot write the cache "
                                          r"\(\[Errno 28\] No space left on device\)"):
         NNGPRegressor(depth=1, kernel_cache=str(tmp_path)).fit(X, Y)
-    assert os.listdir(tmp_path) == []
+    leftovers = [p for p in glob.glob(str(tmp_path / "**"), recursive=True)
+                 if p.endswith((".tmp", ".partial"))]
+    assert leftovers == []
 
 
 def test_depth_family_is_bounded():

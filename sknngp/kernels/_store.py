@@ -76,10 +76,10 @@ class StoredKernel:
 
     @property
     def _array(self):
-        return self._store._group()[self.kind]
+        return self._store._blocks(self.kind)
 
     def _block(self, array, bi, bj):
-        values = _blocks.read_block(array, bi, bj, self._store.block_size)
+        values = array.read(bi, bj, self._store.block_size)
         if values is None or np.isnan(values).any():
             raise ValueError(
                 f"Block ({bi}, {bj}) of the {self.kind} kernel in the store at "
@@ -216,6 +216,11 @@ class KernelStore:
     def _group(self):
         return _blocks.zarr().open_group(self.path, mode="r+")
 
+    def _blocks(self, kind):
+        identity = (self.fingerprint["plan"], self.fingerprint["inputs"], self.dtype)
+        return _blocks.Blocks(self._group()[kind], os.path.join(self.path, "seals", kind),
+                              identity)
+
     def __getattr__(self, name):
         if name in ("nngp", "ntk"):
             if name not in self.kinds:
@@ -231,8 +236,7 @@ class KernelStore:
         return len(self._jobs())
 
     def _present(self):
-        group = self._group()
-        sets = [_blocks.present_chunks(group[k]) for k in self.kinds]
+        sets = [self._blocks(k).sealed() for k in self.kinds]
         return set(self._jobs()).intersection(*sets)
 
     @property
@@ -306,15 +310,14 @@ def _check_same(path, found, meta):
 def _verified_done(store, jobs, n_threads=4):
     """The jobs whose blocks are present in every kind, pass their checksum and
     hold no missing entry (reads the whole store once)."""
-    group = store._group()
-    arrays = [group[k] for k in store.kinds]
+    arrays = [store._blocks(k) for k in store.kinds]
     present = store._present()
 
     def ok(job):
         if job not in present:
             return False
         for array in arrays:
-            values = _blocks.read_block(array, *job, store.block_size)
+            values = array.read(*job, store.block_size)
             if values is None or np.isnan(values).any():
                 return False
         return True
@@ -338,9 +341,9 @@ def compute_block(plan, x1, x2, job, block, gets, dkey, batch_size, device):
 
 
 def write_blocks(path, kinds, job, block, values):
-    group = _blocks.zarr().open_group(path, mode="r+")
+    store = KernelStore(path)
     for kind in kinds:
-        _blocks.write_block(group[kind], *job, block, values[kind])
+        store._blocks(kind).write(*job, block, values[kind])
 
 
 def store_kernel(
