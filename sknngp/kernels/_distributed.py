@@ -37,9 +37,9 @@ def run_on_cluster(client, jobs, plan, x1, x2, path, block, gets, dkey, batch_si
     """Compute ``jobs`` (tile coordinates) on the cluster; update ``bar`` as they land."""
     import os
 
+    client, owned = _client(client)
     from distributed import as_completed
 
-    client, owned = _client(client)
     try:
         path = os.path.abspath(path)
         sx1 = client.scatter(x1, broadcast=True)
