@@ -188,3 +188,32 @@ def test_dask_local_cluster_writes_the_same_store(tmp_path):
         assert again.tiles_computed == 0
     np.testing.assert_allclose(np.asarray(store.ntk), kernel_matrix(X, get="ntk", depth=2),
                                rtol=1e-13)
+
+
+def test_grid_search_on_dask_shares_the_kernel_cache(tmp_path):
+    """GridSearchCV through joblib's dask backend, the fits on the cluster's
+    worker processes, all sharing one kernel_cache directory: same scores as
+    in this process, and the kernel is stored once (one rows block, one
+    kernel block for these 90 rows)."""
+    distributed = pytest.importorskip("distributed")
+    import joblib
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import GridSearchCV
+
+    from sknngp import NNGPClassifier
+
+    X, y = load_digits(return_X_y=True)
+    X, y = X[:90] / 16, y[:90]
+    grid = {"diag_reg": [1e-4, 1e-2, 1.0]}
+    arch = dict(depth=2)
+    seq = GridSearchCV(NNGPClassifier(kernel_cache="off", **arch), grid, cv=3).fit(X, y)
+    cache = str(tmp_path / "kcache")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster:
+        with distributed.Client(cluster), joblib.parallel_backend("dask"):
+            par = GridSearchCV(NNGPClassifier(kernel_cache=cache, **arch), grid, cv=3,
+                               n_jobs=-1).fit(X, y)
+    np.testing.assert_allclose(par.cv_results_["mean_test_score"],
+                               seq.cv_results_["mean_test_score"])
+    stored = [p for p in (tmp_path / "kcache").rglob("*") if p.parent.parent.name == "c"]
+    assert sorted(p.parts[-4] for p in stored) == ["nngp", "x"]

@@ -27,8 +27,13 @@ def _client(client):
 
 def _task(plan, x1, x2, job, block, gets, dkey, batch_size, path):
     from ._store import compute_block, write_blocks
+    from ._tiles import CPU_THREADS
 
-    values = compute_block(plan, x1, x2, job, block, gets, dkey, batch_size, None)
+    token = CPU_THREADS.set(1)  # the worker runs one task per thread slot
+    try:
+        values = compute_block(plan, x1, x2, job, block, gets, dkey, batch_size, None)
+    finally:
+        CPU_THREADS.reset(token)
     write_blocks(path, gets, job, block, values)
     return job
 

@@ -12,6 +12,7 @@ return intermediate states and readouts (see :mod:`sknngp._depths`).
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import math
 import os
@@ -376,8 +377,15 @@ def _state_tile(state, i, j, tile, np_dtype, dev):
     return pair_block(nngp), pair_block(ntk), row_block(var1, i), row_block(var2, j)
 
 
+#: tile threads per computation on CPU; None: one per core. A Dask worker sets
+#: 1 (the worker already runs one task per thread slot)
+CPU_THREADS = contextvars.ContextVar("sknngp_cpu_threads", default=None)
+
+
 def _n_workers(devices):
     """Concurrent tile computations: one per device; on CPU one per core."""
     if all(d.platform == "cpu" for d in devices):
+        if CPU_THREADS.get() is not None:
+            return max(len(devices), CPU_THREADS.get())
         return max(len(devices), os.cpu_count() or 1)
     return len(devices)
