@@ -175,10 +175,11 @@ class RowStore:
         if values is None:
             values = np.full((r1 - r0, c1 - c0), np.nan)
         else:
-            values = values[:r1 - r0, :c1 - c0].copy()
+            values = values[:r1 - r0, :c1 - c0]
         missing = np.isnan(values)
         if not missing.any():
             return values
+        values = values.copy()
         xi = self._rows(r0, r1)
         xj = xi if bi == bj else self._rows(c0, c1)
         if missing.all():  # a new block (symmetric on the diagonal: each pair once)
@@ -242,7 +243,7 @@ class RowStore:
                 if p in pos1 and q in pos2:
                     r, lr = pos1[p]
                     c, lc = pos2[q]
-                    out[np.ix_(r, c)] = vals[np.ix_(lr, lc)]
+                    _put(out, r, c, _take(vals, lr, lc))
                 if bi == bj:
                     break
         return out
@@ -262,10 +263,92 @@ def _crc():
 
 
 def _positions(g, block):
-    """``{block: (positions in g, offsets inside the block)}``."""
+    """``{block: (positions in g, offsets inside the block)}``; runs of
+    consecutive indices are slices (views, no copies)."""
     owner = g // block
     out = {}
     for b in np.unique(owner):
         where = np.flatnonzero(owner == b)
-        out[int(b)] = (where, g[where] - b * block)
+        out[int(b)] = (_run(where), _run(g[where] - b * block))
     return out
+
+
+def _run(idx):
+    if len(idx) and idx[-1] - idx[0] + 1 == len(idx) and np.all(np.diff(idx) == 1):
+        return slice(int(idx[0]), int(idx[-1]) + 1)
+    return idx
+
+
+def _put(out, r, c, values):
+    """``out[r][:, c] = values`` for slices or index arrays."""
+    if isinstance(r, slice) or isinstance(c, slice):
+        out[r, c] = values
+    else:
+        out[np.ix_(r, c)] = values
+
+
+def _take(values, li, lj):
+    """``values[li][:, lj]`` for slices or index arrays (a view for slices)."""
+    if isinstance(li, slice) and isinstance(lj, slice):
+        return values[li, lj]
+    return values[li][:, lj]
+
+
+class RowKernel:
+    """The kernel of some stored rows as an operator that streams blocks.
+
+    What the conjugate-gradient solver needs (``n``, ``diagonal()``,
+    ``columns(idx)``, ``matmul(V)``) without ever holding the ``n x n``
+    matrix: each product reads the stored blocks once (a block that fails
+    verification meanwhile is recomputed).
+    """
+
+    def __init__(self, store, kind, g, batch_size=None, device=None):
+        self.store, self.kind, self.g = store, kind, np.asarray(g, dtype=np.int64)
+        self.n = len(self.g)
+        self._args = (batch_size, device)
+        self._pos = _positions(self.g, store.block)
+        self._pairs = store._blocks_for(self.g, self.g)
+        for _ in store.ensure(kind, self.g, self.g, batch_size, device):
+            pass  # every block complete before the first product
+
+    def _each(self, pairs=None):
+        array = self.store.blocks(self.kind)
+        for bi, bj in (self._pairs if pairs is None else pairs):
+            values = self.store.complete_block(array, bi, bj, self.kind, *self._args)
+            (ri, li), (rj, lj) = self._pos[bi], self._pos[bj]
+            yield bi, bj, ri, rj, _take(values, li, lj)
+
+    def matmul(self, V):
+        V = np.asarray(V, dtype=np.float64)
+        out = np.zeros_like(V)
+        for bi, bj, ri, rj, sub in self._each():
+            out[ri] += sub @ V[rj]
+            if bi != bj:
+                out[rj] += sub.T @ V[ri]
+        return out
+
+    def diagonal(self):
+        out = np.empty(self.n)
+        for _, _, ri, _, sub in self._each([(b, b) for b in sorted(self._pos)]):
+            out[ri] = np.diag(sub)
+        return out
+
+    def columns(self, idx):
+        idx = np.asarray(idx, dtype=np.int64).ravel()
+        out = np.empty((self.n, len(idx)))
+        owner = self.g[idx] // self.store.block
+        wanted = {int(b) for b in owner}
+        pairs = [(bi, bj) for bi, bj in self._pairs if bi in wanted or bj in wanted]
+        where = {int(b): np.flatnonzero(owner == b) for b in wanted}
+        local = {int(b): self.g[idx[where[b]]] - b * self.store.block for b in wanted}
+        array = self.store.blocks(self.kind)
+        for bi, bj in pairs:
+            values = self.store.complete_block(array, bi, bj, self.kind, *self._args)
+            for p, q, vals in ((bi, bj, values), (bj, bi, values.T)):
+                if q in wanted:  # rows of block p, the wanted columns in block q
+                    rp, lp = self._pos[p]
+                    _put(out, rp, where[q], vals[lp][:, local[q]])
+                if bi == bj:
+                    break
+        return out

@@ -217,3 +217,26 @@ def test_grid_search_on_dask_shares_the_kernel_cache(tmp_path):
                                seq.cv_results_["mean_test_score"])
     stored = [p for p in (tmp_path / "kcache").rglob("*") if p.parent.parent.name == "c"]
     assert sorted(p.parts[-4] for p in stored) == ["nngp", "x"]
+
+
+def test_row_kernel_streams_the_cache_without_the_matrix(tmp_path, monkeypatch):
+    """The operator the CG solver uses on kernel_cache=<directory>: products,
+    diagonal and columns of the kernel of rows registered in any order, some
+    before others, equal the kernel matrix's."""
+    from sknngp import _rowstore
+    from sknngp._disk_cache import row_store
+    from sknngp.architecture import build_architecture
+    from sknngp.kernels import _engine
+
+    monkeypatch.setattr(_rowstore, "ROW_BLOCK", 128)
+    plan, _ = _engine.plan_for(build_architecture(architecture="fc", depth=2), (6,))
+    store = row_store(str(tmp_path / "kc"), plan, "float64", (6,))
+    store.indices(X[200:])  # other rows first: the fit rows are not in order
+    perm = np.random.default_rng(0).permutation(300)[:250]
+    op = _rowstore.RowKernel(store, "ntk", store.indices(X[perm]))
+    K = kernel_matrix(X[perm], get="ntk", depth=2)
+    V = rng.normal(size=(250, 4))
+    np.testing.assert_allclose(op.matmul(V), K @ V, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(op.diagonal(), np.diag(K), rtol=1e-13)
+    cols = [3, 249, 100, 3]
+    np.testing.assert_allclose(op.columns(cols), K[:, cols], rtol=1e-13)
