@@ -101,6 +101,8 @@ def test_other_inputs_at_the_same_path_are_refused(tmp_path):
         store_kernel(X, path=path, dtype="float32", **FC)
     with pytest.raises(ValueError, match=r"kernels \(get\): stored \('nngp', 'ntk'\), asked"):
         store_kernel(X, path=path, get="nngp", **FC)
+    with pytest.raises(ValueError, match=r"block_size=256 differs from the 128 of the store"):
+        store_kernel(X, path=path, block_size=256, **FC)
     Xc = X.copy()
     Xc[7, 2] += 1e-12
     with pytest.raises(ValueError, match=r"inputs \(x1, x2\): different\)\. Pass another path"):

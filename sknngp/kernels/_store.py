@@ -436,9 +436,15 @@ def store_kernel(
         choose_tile(plan, n1, n2, batch_size)  # validates it
     path = _check_path(path)
     found = _read_meta(path)
-    block = (int(found["block_size"]) if found is not None
-             else _blocks.default_block(n1, n2) if block_size is None
+    block = (_blocks.default_block(n1, n2) if block_size is None
              else _blocks.check_block(block_size))
+    if found is not None and block_size is None:
+        block = int(found["block_size"])  # a resumed store keeps its tiles
+    elif found is not None and block != int(found["block_size"]):
+        raise ValueError(
+            f"block_size={block} differs from the {found['block_size']} of the store at "
+            f"{path!r}; pass block_size=None (or {found['block_size']}) to resume it."
+        )
     meta = {"format": _blocks.FORMAT, "shape": [n1, n2], "symmetric": symmetric,
             "kinds": list(gets), "block_size": block, "dtype": dkey,
             "fingerprint": fingerprint(plan, dkey, xa, None if symmetric else xb)}
