@@ -155,7 +155,9 @@ def check_matrix(plan, n1, n2, n_out, tiles, itemsize, devices, n_workers, *,
     Returns
     -------
     where : {"device", "host"}
-        Where to keep the captured state.
+        Where to keep the captured state: ``"device"``, as computed (on CPU
+        devices that is host memory, and counted there), or ``"host"``
+        (copied off accelerators too small to keep it).
 
     Raises
     ------
@@ -170,25 +172,30 @@ def check_matrix(plan, n1, n2, n_out, tiles, itemsize, devices, n_workers, *,
         t1, t2 = min(t, n1), min(t, n2)
         return t1, t2, tile_bytes(plan, t1, t2, itemsize)
 
-    def device_fits(t, state):
+    def device_fits(t, state, free):
         share = -(-state // max(1, len(acc)))
-        return all(per_tile(t)[2] + share <= DEVICE_SHARE * free for _, free in acc)
+        return per_tile(t)[2] + share <= DEVICE_SHARE * free
 
     t1, t2 = tiles
     side = max(t1, t2)
-    where = "device" if acc and not on_host and device_fits(side, state_bytes) else "host"
     for dev, free in acc:
-        if not device_fits(side, 0):
-            fit = _largest(lambda t: device_fits(t, 0), side)
+        if not device_fits(side, 0, free):
+            fit = _largest(lambda t: device_fits(t, 0, free), side)
             raise MemoryError(
                 f"one {t1}x{t2} tile needs about {size(per_tile(side)[2])} on {name(dev)} "
                 f"but only {size(free)} of its memory is free (a tile may take "
                 f"{DEVICE_SHARE:.0%} of it); " + _batch_hint(fit, dev)
             )
+    if not acc:  # CPU devices: kept as computed, in the host's memory
+        where = "device"
+    elif not on_host and all(device_fits(side, state_bytes, free) for _, free in acc):
+        where = "device"
+    else:
+        where = "host"
     if avail is None:
         return where
     kernel = n1 * n2 * 8 * n_out
-    state = state_bytes if where == "host" else 0
+    state = state_bytes if where == "host" or not acc else 0
     if kernel + state > avail:
         row = n2 * 8 * n_out
         rows = avail // (2 * row)

@@ -171,6 +171,9 @@ def compute(plan, x1, x2, gets, dkey, batch_size=None, device=None, *, start=Non
     ValueError
         If a kernel holds NaN or infinite values (overflow). Nothing
         non-finite leaves the engine, so nothing non-finite is ever cached.
+    MemoryError
+        Before any work, if the host or a device cannot hold the plan
+        (:func:`sknngp.kernels._memory.check_matrix`).
     """
     symmetric = x2 is None
     if symmetric:
