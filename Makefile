@@ -8,7 +8,7 @@ NT_VENV ?= .nt-venv
 SKNTK_VENV ?= .skntk-venv
 PYTEST_WORKERS ?= 2
 
-.PHONY: demo demo-kernels test test-slow docs bench bench-fit bench-finite nt-reference clean
+.PHONY: demo demo-kernels test test-slow docs bench bench-fit bench-finite gpu-check nt-reference clean
 
 $(STAMP): pyproject.toml constraints-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -63,6 +63,10 @@ bench-finite: $(STAMP)
 
 bench-fit: $(STAMP) $(SKNTK_VENV)/.installed
 	$(PY) benchmarks/bench_fit.py --skntk-python $(SKNTK_VENV)/bin/python
+
+# On a GPU machine: GPU tests, kernel throughput, n=20,000 fits, a finite epoch (~8 min).
+gpu-check: $(STAMP)
+	$(PY) benchmarks/gpu_check.py
 
 clean:
 	rm -rf $(VENV) $(NT_VENV) $(SKNTK_VENV) .pytest_cache

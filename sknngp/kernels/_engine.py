@@ -13,11 +13,13 @@ import jax
 import numpy as np
 
 from ..architecture import Flatten, Serial, build_architecture
-from ._progress import reporting, tile_bar
+from . import _memory
+from ._progress import reporting
 from ._propagate import finish, initial_state, make_plan, run_step, steps
 from ._tiles import (  # noqa: F401  (re-exported for the bank and the tests)
     TILE_ENTRIES,
     _entries_per_pair,
+    _n_workers,
     _pad_rows,
     _step,
     _sub_plan,
@@ -25,6 +27,7 @@ from ._tiles import (  # noqa: F401  (re-exported for the bank and the tests)
     compute,
     jitted_step,
     pipeline,
+    run_tiles,
 )
 from ._validation import (
     _DTYPES,
@@ -84,10 +87,16 @@ def kernel_matrix(
         Precision of the kernel computation (the caller's JAX x64 setting is
         left untouched). The result is always returned as float64.
     batch_size : int, default=None
-        Tile size; ``None`` picks one whose arrays stay cache-sized
-        (``TILE_ENTRIES`` covariance entries per array).
+        Tile side (at most the number of rows). ``None`` picks the largest
+        that fits half of the free memory of each GPU / TPU in use (read from
+        ``device.memory_stats()``), or on CPUs one whose arrays stay
+        cache-sized (``TILE_ENTRIES`` covariance entries per array). A
+        computation that would not fit the host's or a device's memory is
+        refused before it starts (``MemoryError``, naming a ``batch_size``
+        that fits).
     device : None, str or jax.Device, default=None
-        ``None`` uses every local device of JAX's default backend.
+        ``None`` uses every local device of JAX's default backend; tiles go
+        round robin over the devices, one at a time per accelerator.
     verbose : int, default=0
         ``1`` shows a progress bar (tqdm, on stderr) when the computation takes
         longer than a couple of seconds, ``2`` always, ``0`` never.
@@ -185,31 +194,47 @@ def kernel_diagonal(
     return Kernels(out.get("nngp"), out.get("ntk"))
 
 
-def diagonal(plan, x, gets, dkey, batch_size=None, device=None):
-    """Self-kernels of prepared inputs: ``{kind: (n,)}``."""
+def diagonal_rows(plan, n, batch_size, itemsize=8, devices=()):
+    """Rows per batch of the diagonal: ``batch_size``, else what fits the
+    accelerators' free memory, else a cache-sized batch on CPUs; at most ``n``."""
     if batch_size is not None:
         choose_tile(plan, 1, 1, batch_size)  # validates it
+        return min(n, int(batch_size))
+    rows = _memory.accelerator_rows(plan, itemsize, devices)
+    if rows is None:
+        rows = min(max(1, int(TILE_ENTRIES / _entries_per_pair(plan))), 4096)
+    return min(n, rows)
+
+
+def diagonal(plan, x, gets, dkey, batch_size=None, device=None):
+    """Self-kernels of prepared inputs: ``{kind: (n,)}``.
+
+    Batches of rows go round robin over the devices, as the matrix's tiles
+    do; the memory plan is checked first (:func:`_memory.check_diagonal`).
+    """
     n = x.shape[0]
-    per = max(1, int(TILE_ENTRIES / _entries_per_pair(plan)))
-    chunk = min(n, int(batch_size) if batch_size is not None else min(per, 4096))
-    dev = resolve_devices(device)[0]
+    itemsize = np.dtype(_DTYPES[dkey]).itemsize
+    devices = resolve_devices(device)
+    chunk = diagonal_rows(plan, n, batch_size, itemsize, devices)
+    _memory.check_diagonal(plan, n, len(gets), chunk, itemsize, devices, _n_workers(devices))
     fn = _compiled_pairs(plan, "ntk" in gets)
     with np.errstate(over="ignore"):  # inputs beyond float32: the kernel check says so
         xs = x.astype(_DTYPES[dkey])
     out = {g: np.empty(n) for g in gets}
-    bar = tile_bar(n, f"kernel diagonal {n}", unit="row")
-    try:
-        for i in range(0, n, chunk):
-            with jax.enable_x64(dkey == "float64"):
-                a = jax.device_put(_pad_rows(xs[i:i + chunk], chunk), dev)
-                nngp, ntk = fn(a, a)
-                res = {"nngp": nngp, "ntk": ntk}
-                r = min(chunk, n - i)
-                for g in gets:
-                    out[g][i:i + r] = np.asarray(res[g], dtype=np.float64)[:r]
-            bar.update(r)
-    finally:
-        bar.close()
+    starts = list(range(0, n, chunk))
+
+    def run(k):
+        i = starts[k]
+        r = min(chunk, n - i)
+        with jax.enable_x64(dkey == "float64"):
+            a = jax.device_put(_pad_rows(xs[i:i + chunk], chunk), devices[k % len(devices)])
+            nngp, ntk = fn(a, a)
+            res = {"nngp": nngp, "ntk": ntk}
+            for g in gets:  # disjoint rows: no lock needed
+                out[g][i:i + r] = np.asarray(res[g], dtype=np.float64)[:r]
+
+    run_tiles(run, len(starts), devices, f"kernel diagonal {n}",
+              bar=lambda k: min(chunk, n - starts[k]), unit="row")
     check_finite_kernels(out, dkey, "X")
     return out
 

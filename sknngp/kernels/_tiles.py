@@ -1,12 +1,15 @@
 """Tiles: the unit of kernel work, their memory plan and their pipeline.
 
-The ``(n1, n2)`` matrix is cut into ``tile x tile`` blocks. Each tile is one
-pass of a chain of jitted steps (compiled once per tile shape: the last,
-partial tiles are zero-padded to the full size), so memory is bounded by the
-tile size whatever ``n``. For a symmetric block only tiles on or above the
-diagonal are computed and mirrored. Tiles are spread over the local devices
-of the chosen backend and over worker threads (XLA releases the GIL) and
-gathered on the host. A computation can also start from a banked state and
+The ``(n1, n2)`` matrix is cut into ``t1 x t2`` blocks (a tile side capped
+by each side's rows, so a few rows are never padded to a large tile). Each
+tile is one pass of a chain of jitted steps (compiled once per tile shape:
+the last, partial tiles are zero-padded to the full size), so memory is
+bounded by the tile size whatever ``n``; the memory plan
+(:mod:`sknngp.kernels._memory`) is checked before any tile runs. For a
+symmetric block only tiles on or above the diagonal are computed and
+mirrored. Tiles are spread round robin over the local devices of the chosen
+backend (one tile in flight per accelerator; on CPUs over worker threads:
+XLA releases the GIL) and gathered on the host. A computation can also start from a banked state and
 return intermediate states and readouts (see :mod:`sknngp._depths`).
 """
 
@@ -22,24 +25,11 @@ from concurrent.futures import ThreadPoolExecutor
 import jax
 import numpy as np
 
+from . import _memory
+from ._memory import entries_per_pair as _entries_per_pair
 from ._progress import tile_bar
 from ._propagate import Plan, finish, initial_state, run_step, steps
 from ._validation import _DTYPES, check_finite_kernels, resolve_devices
-
-
-def _entries_per_pair(plan):
-    """Largest number of covariance entries one input pair carries."""
-    worst = 1
-    for full, spatial in zip(plan.full_inputs, plan.spatial_in):
-        p = int(np.prod(spatial)) if spatial else 1
-        worst = max(worst, p * p if (full and spatial) else p)
-    return worst
-
-
-def _tile_bytes(plan, tile, itemsize):
-    """Upper estimate of the memory of one tile computation: nngp, ntk, the
-    padded conv inputs and a few fused temporaries."""
-    return 8 * tile * tile * _entries_per_pair(plan) * itemsize
 
 
 #: covariance entries per array that keep a tile's working set in cache;
@@ -48,7 +38,11 @@ def _tile_bytes(plan, tile, itemsize):
 TILE_ENTRIES = 2**18
 
 
-def choose_tile(plan, n1, n2, batch_size):
+def choose_tile(plan, n1, n2, batch_size, devices=(), itemsize=8):
+    """Tile side: ``batch_size``, else the largest that fits the accelerators'
+    free memory (see :mod:`sknngp.kernels._memory`), else a cache-sized one
+    on CPUs (``TILE_ENTRIES`` covariance entries per array); never more than
+    the rows, so a few rows are never padded up to a large ``batch_size``."""
     if batch_size is not None:
         if (
             isinstance(batch_size, bool)
@@ -58,29 +52,12 @@ def choose_tile(plan, n1, n2, batch_size):
             raise ValueError(
                 f"batch_size must be a positive integer or None; got {batch_size!r}."
             )
-        return int(batch_size)
-    tile = int(math.sqrt(TILE_ENTRIES / _entries_per_pair(plan)))
-    return max(1, min(tile, 512, max(n1, n2)))
-
-
-def _check_memory(n1, n2, n_out, plan, tile, itemsize):
-    try:
-        avail = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
-        return
-    host = n1 * n2 * 8 * n_out
-    if host > avail:
-        raise MemoryError(
-            f"the kernel matrix needs {host / 2**30:.1f} GiB on the host "
-            f"({n1} x {n2} x {n_out} float64) but only {avail / 2**30:.1f} GiB is "
-            "available; compute it in row blocks (pass slices of X1) or use fewer samples."
-        )
-    one = _tile_bytes(plan, tile, itemsize)
-    if one > avail:
-        raise MemoryError(
-            f"one {tile}x{tile} tile needs about {one / 2**30:.1f} GiB but only "
-            f"{avail / 2**30:.1f} GiB is available; pass a smaller batch_size."
-        )
+        tile = int(batch_size)
+    else:
+        tile = _memory.accelerator_tile(plan, itemsize, devices)
+        if tile is None:
+            tile = max(1, min(int(math.sqrt(TILE_ENTRIES / _entries_per_pair(plan))), 512))
+    return max(1, min(tile, max(n1, n2)))
 
 
 def _sub_plan(plan, bounds):
@@ -195,21 +172,28 @@ def compute(plan, x1, x2, gets, dkey, batch_size=None, device=None, *, start=Non
     ValueError
         If a kernel holds NaN or infinite values (overflow). Nothing
         non-finite leaves the engine, so nothing non-finite is ever cached.
+    MemoryError
+        Before any work, if the host or a device cannot hold the plan
+        (:func:`sknngp.kernels._memory.check_matrix`).
     """
     symmetric = x2 is None
     if symmetric:
         x2 = x1
     np_dtype = _DTYPES[dkey]
     n1, n2 = x1.shape[0], x2.shape[0]
-    tile = choose_tile(plan, n1, n2, batch_size)
-    extra = 0 if capture is None else 2 * _entries_per_pair(plan)
-    _check_memory(n1, n2, len(gets) * (1 + len(readouts)) + extra, plan, tile,
-                  np.dtype(np_dtype).itemsize)
+    itemsize = np.dtype(np_dtype).itemsize
     devices = resolve_devices(device)
+    tile = choose_tile(plan, n1, n2, batch_size, devices, itemsize)
+    t1, t2 = min(tile, n1), min(tile, n2)
+    state_bytes = 0 if capture is None else (
+        n1 * n2 * _entries_per_pair(plan) * itemsize * (2 if "ntk" in gets else 1))
+    state_at = _memory.check_matrix(
+        plan, n1, n2, len(gets) * (1 + len(readouts)), (t1, t2), itemsize, devices,
+        _n_workers(devices), symmetric=symmetric, state_bytes=state_bytes)
     pipe = pipeline(plan, "ntk" in gets)
     taps = tuple(readouts) + (() if capture is None else (capture,))
 
-    jobs = tile_jobs(n1, n2, tile, symmetric)
+    jobs = tile_jobs(n1, n2, (t1, t2), symmetric)
     out = {g: np.empty((n1, n2), dtype=np.float64) for g in gets}
     ro = {b: {g: np.empty((n1, n2), dtype=np.float64) for g in gets} for b in readouts}
     with np.errstate(over="ignore"):  # inputs beyond float32: the kernel check says so
@@ -221,11 +205,11 @@ def compute(plan, x1, x2, gets, dkey, batch_size=None, device=None, *, start=Non
     if capture is not None:
         end = steps(plan)[capture][1]
         full = plan.full_inputs[end - 1] and bool(plan.shapes[end - 1].spatial_out)
-        cap = TileState(tile, n1, n2, symmetric, full, dkey)
+        cap = TileState((t1, t2), n1, n2, symmetric, full, dkey)
     resume = None
     if start is not None:
         step0, state0 = start
-        if isinstance(state0, TileState) and not state0.fits(tile, n1, n2, symmetric, dkey):
+        if isinstance(state0, TileState) and not state0.fits((t1, t2), n1, n2, symmetric, dkey):
             state0 = state0.host()
         resume = step0, state0
 
@@ -241,12 +225,12 @@ def compute(plan, x1, x2, gets, dkey, batch_size=None, device=None, *, start=Non
         i, j = jobs[job_index]
         dev = devices[job_index % len(devices)]
         diagonal_tile = symmetric and i == j
-        ri, rj = min(tile, n1 - i), min(tile, n2 - j)
+        ri, rj = min(t1, n1 - i), min(t2, n2 - j)
         with jax.enable_x64(dkey == "float64"):
             if start is None:
-                a = jax.device_put(_pad_rows(xs1[i:i + tile], tile), dev)
+                a = jax.device_put(_pad_rows(xs1[i:i + t1], t1), dev)
                 b = None if diagonal_tile else jax.device_put(
-                    _pad_rows(xs2[j:j + tile], tile), dev)
+                    _pad_rows(xs2[j:j + t2], t2), dev)
                 res, tapped = pipe.run(a, b, taps=taps)
             else:
                 step0, state0 = resume
@@ -254,14 +238,15 @@ def compute(plan, x1, x2, gets, dkey, batch_size=None, device=None, *, start=Non
                     st0 = tuple(None if a is None else jax.device_put(a, dev)
                                 for a in state0.tiles[i, j])
                 else:
-                    st0 = _state_tile(state0, i, j, tile, np_dtype, dev)
+                    st0 = _state_tile(state0, i, j, (t1, t2), np_dtype, dev)
                 res, tapped = pipe.run(None, None, taps=taps, start=(step0, st0))
             host = lambda pair: {g: np.asarray(pair[k], dtype=np.float64)[:ri, :rj]
                                  for g, k in (("nngp", 0), ("ntk", 1)) if g in gets}
             res = host(res)
             ro_tiles = {b: host(pipe.readout(tapped[b])) for b in readouts}
-            if cap is not None:
-                cap.tiles[i, j] = tapped[capture]  # kept as computed: no copy
+            if cap is not None:  # kept as computed (no copy) where it fits
+                cap.tiles[i, j] = tapped[capture] if state_at == "device" else tuple(
+                    None if a is None else np.asarray(a) for a in tapped[capture])
         with lock:
             for g in gets:
                 put(out[g], i, j, ri, rj, res[g], diagonal_tile)
@@ -277,33 +262,50 @@ def compute(plan, x1, x2, gets, dkey, batch_size=None, device=None, *, start=Non
 
 def tile_jobs(n1, n2, tile, symmetric):
     """Top-left corners ``(i, j)`` of the tiles to compute: all of them, or those
-    on and above the diagonal of a symmetric block."""
-    return [(i, j) for i in range(0, n1, tile) for j in range(0, n2, tile)
+    on and above the diagonal of a symmetric block. ``tile``: a side or a
+    shape ``(t1, t2)`` (equal sides for a symmetric block)."""
+    t1, t2 = (tile, tile) if np.ndim(tile) == 0 else tile
+    return [(i, j) for i in range(0, n1, t1) for j in range(0, n2, t2)
             if not (symmetric and j < i)]
 
 
-def run_tiles(run, n_jobs, devices, desc):
+def run_tiles(run, n_jobs, devices, desc, bar=None, unit="tile"):
     """``run(k)`` for every job ``k`` (job ``k`` on ``devices[k % len(devices)]`` is
-    ``run``'s business), over worker threads, each finished tile reported to a
-    progress bar (:func:`sknngp.kernels._progress.tile_bar`)."""
-    bar = tile_bar(n_jobs, desc)
+    ``run``'s business), over worker threads, each finished job reported to a
+    progress bar (:func:`sknngp.kernels._progress.tile_bar`; ``bar(k)`` says
+    how many units job ``k`` counts, default 1).
+
+    On CPUs a pool of :func:`_n_workers` threads takes the jobs in turn. On
+    accelerators each device has one thread that runs its own jobs
+    (``k % len(devices)``) one after the other: one tile in flight per
+    device, as the memory plan assumes (:mod:`sknngp.kernels._memory`).
+    """
+    progress = tile_bar(n_jobs if bar is None else sum(bar(k) for k in range(n_jobs)), desc,
+                        unit=unit)
     lock = threading.Lock()
 
     def run_and_report(k):
         run(k)
         with lock:
-            bar.update(1)
+            progress.update(1 if bar is None else bar(k))
 
     n_workers = _n_workers(devices)
     try:
         if n_workers == 1 or n_jobs == 1:
             for k in range(n_jobs):
                 run_and_report(k)
-        else:
+        elif all(d.platform == "cpu" for d in devices):
             with ThreadPoolExecutor(n_workers) as pool:
                 list(pool.map(run_and_report, range(n_jobs)))
+        else:
+            def own(w):
+                for k in range(w, n_jobs, n_workers):
+                    run_and_report(k)
+
+            with ThreadPoolExecutor(n_workers) as pool:
+                list(pool.map(own, range(min(n_workers, n_jobs))))
     finally:
-        bar.close()
+        progress.close()
 
 
 class TileState:
@@ -316,7 +318,8 @@ class TileState:
     """
 
     def __init__(self, tile, n1, n2, symmetric, full, dkey):
-        self.tile, self.n1, self.n2 = tile, n1, n2
+        self.tile = (tile, tile) if np.ndim(tile) == 0 else tuple(tile)
+        self.n1, self.n2 = n1, n2
         self.symmetric, self.full, self.dkey = symmetric, full, dkey
         self.tiles = {}
 
@@ -329,18 +332,19 @@ class TileState:
         return all(t[1] is not None for t in self.tiles.values())
 
     def fits(self, tile, n1, n2, symmetric, dkey):
+        tile = (tile, tile) if np.ndim(tile) == 0 else tuple(tile)
         return (tile, n1, n2, symmetric, dkey) == (
             self.tile, self.n1, self.n2, self.symmetric, self.dkey)
 
     def host(self):
         """``(nngp, ntk, var1, var2)`` as float64 host arrays of the whole block."""
-        n1, n2, t = self.n1, self.n2, self.tile
+        n1, n2, (t1, t2) = self.n1, self.n2, self.tile
         out = [None, None, np.empty((n1,) + self._entry(2)), np.empty((n2,) + self._entry(2))]
         for k in (0, 1):
             if self.has_ntk or k == 0:
                 out[k] = np.empty((n1, n2) + self._entry(k))
         for (i, j), arrays in self.tiles.items():
-            ri, rj = min(t, n1 - i), min(t, n2 - j)
+            ri, rj = min(t1, n1 - i), min(t2, n2 - j)
             a = [None if x is None else np.asarray(x, np.float64) for x in arrays]
             for k in (0, 1):
                 if out[k] is not None:
@@ -358,23 +362,25 @@ class TileState:
 
 
 def _state_tile(state, i, j, tile, np_dtype, dev):
-    """Rows ``i:i+tile`` x columns ``j:j+tile`` of a host state, padded and on ``dev``."""
+    """Rows ``i:i+t1`` x columns ``j:j+t2`` of a host state (``tile = (t1, t2)``),
+    padded and on ``dev``."""
     nngp, ntk, var1, var2 = state
+    t1, t2 = tile
 
     def pair_block(arr):
         if arr is None:
             return None
-        block = arr[i:i + tile, j:j + tile]
-        if block.shape[:2] != (tile, tile):
-            pad = [(0, tile - block.shape[0]), (0, tile - block.shape[1])]
+        block = arr[i:i + t1, j:j + t2]
+        if block.shape[:2] != (t1, t2):
+            pad = [(0, t1 - block.shape[0]), (0, t2 - block.shape[1])]
             block = np.pad(block, pad + [(0, 0)] * (block.ndim - 2))
         return jax.device_put(np.ascontiguousarray(block, dtype=np_dtype), dev)
 
-    def row_block(arr, at):
-        block = _pad_rows(arr[at:at + tile], tile)
+    def row_block(arr, at, t):
+        block = _pad_rows(arr[at:at + t], t)
         return jax.device_put(np.ascontiguousarray(block, dtype=np_dtype), dev)
 
-    return pair_block(nngp), pair_block(ntk), row_block(var1, i), row_block(var2, j)
+    return pair_block(nngp), pair_block(ntk), row_block(var1, i, t1), row_block(var2, j, t2)
 
 
 #: tile threads per computation on CPU; None: one per core. A Dask worker sets
