@@ -242,3 +242,15 @@ def test_row_kernel_streams_the_cache_without_the_matrix(tmp_path, monkeypatch):
     np.testing.assert_allclose(op.diagonal(), np.diag(K), rtol=1e-13)
     cols = [3, 249, 100, 3]
     np.testing.assert_allclose(op.columns(cols), K[:, cols], rtol=1e-13)
+
+
+def test_a_store_the_disk_cannot_hold_is_refused_before_work(tmp_path, monkeypatch):
+    import shutil
+    from collections import namedtuple
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(10**6, 0, 10**5))
+    with pytest.raises(MemoryError, match=r"the kernel store needs about 0\.0 GiB on disk \(6 "
+                                          r"tiles of 128 x 128 float64 x 2 kind\(s\)\)"):
+        store_kernel(X, path=tmp_path / "s", block_size=128, **FC)
+    assert not (tmp_path / "s").exists()

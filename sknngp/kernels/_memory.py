@@ -204,8 +204,9 @@ def check_matrix(plan, n1, n2, n_out, tiles, itemsize, devices, n_workers, *,
         raise MemoryError(
             f"the kernel matrix needs {size(kernel)} on the host ({n1} x {n2} x {n_out} "
             f"float64)" + (f" and its captured state {size(state)}" if state else "")
-            + f" but only {size(avail)} is available; {blocks}keep it on disk in a kernel "
-            "store (the estimators' kernel_cache=<directory>)."
+            + f" but only {size(avail)} is available; {blocks}keep it on disk with "
+            "sknngp.kernels.store_kernel(X1, X2, path=...) (estimators: "
+            "kernel_cache=<directory> with solver='cg')."
         )
 
     def host_tiles(t):

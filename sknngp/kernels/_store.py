@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -448,6 +449,8 @@ def store_kernel(
     meta = {"format": _blocks.FORMAT, "shape": [n1, n2], "symmetric": symmetric,
             "kinds": list(gets), "block_size": block, "dtype": dkey,
             "fingerprint": fingerprint(plan, dkey, xa, None if symmetric else xb)}
+    _check_disk(path, found is None, len(block_jobs(n1, n2, block, symmetric)), block, n1, n2,
+                len(gets))
     store = _open_or_create(path, meta)
     jobs = store._jobs()
     todo = [job for job in jobs if job not in _verified_done(store, jobs)]
@@ -469,6 +472,20 @@ def store_kernel(
             bar.close()
     store.tiles_computed = len(todo)
     return store
+
+
+def _check_disk(path, new, n_tiles, block, n1, n2, n_kinds):
+    """Refuse a new store that the disk cannot hold, before any work."""
+    need = n_tiles * min(block, n1) * min(block, n2) * 8 * n_kinds
+    where = path if os.path.isdir(path) else os.path.dirname(os.path.abspath(path))
+    free = shutil.disk_usage(where).free
+    if new and need > free:
+        raise MemoryError(
+            f"the kernel store needs about {need / 2**30:.1f} GiB on disk ({n_tiles} tiles of "
+            f"{block} x {block} float64 x {n_kinds} kind(s)) but {where!r} has "
+            f"{free / 2**30:.1f} GiB free; choose a path on a larger disk, or ask for one "
+            "kernel (get='nngp' or 'ntk')."
+        )
 
 
 def _check_path(path):
