@@ -1,0 +1,134 @@
+"""Host-memory planning of the kernel estimators: estimate, choose, refuse.
+
+Before a fit (or a standard deviation / covariance, which need the train
+kernels again) computes any kernel, the estimator estimates the host bytes
+the work holds at its peak and compares them with the available memory:
+
+- a dense solve (``"cholesky"``, ``"eigh"``) holds every train kernel it needs
+  at once (``8 n^2`` bytes each, float64); the Cholesky factor overwrites its
+  kernel; an eigendecomposition adds about two more ``n x n`` arrays (the
+  eigenvectors and LAPACK's workspace); with ``kernel_cache="memory"`` the
+  bank keeps a copy of the new entries (up to its own budget,
+  :data:`sknngp._bank.MAX_BANK_BYTES`);
+- conjugate gradients (``"cg"``) hold the kernel operator (the whole kernel
+  for an in-memory operator; what a streaming operator keeps otherwise) and
+  a few ``n x k`` blocks for the ``k`` right-hand sides, plus the
+  preconditioner's two ``n x r`` factors.
+
+Blocks of test rows at prediction time are bounded separately
+(:data:`sknngp._base.PREDICT_ENTRIES`) and are not part of the fit's plan.
+
+``solver="auto"`` takes the dense solve when its estimate is at most
+:data:`AUTO_DENSE_FRACTION` of the available memory (every small problem,
+as before), else CG when that fits (not for a finite-time NTK, which needs
+the spectrum). When nothing fits, a ``MemoryError`` gives the estimate, the
+available memory and what would fit.
+"""
+
+from __future__ import annotations
+
+import os
+
+from . import _bank
+
+#: ``solver="auto"`` factors densely while the dense estimate is at most this
+#: fraction of the available host memory ("fits comfortably": the rest of the
+#: process, other processes and the page cache keep the remainder)
+AUTO_DENSE_FRACTION = 0.5
+
+#: ``n x k`` float64 blocks that conjugate gradients hold per right-hand side
+#: (solution, residual, preconditioned residual, direction, product, right-hand side)
+CG_BLOCKS = 6
+
+GiB = 2**30
+
+
+def available_bytes():
+    """Host memory available to new allocations, in bytes (``None``: unknown).
+
+    Linux's ``MemAvailable`` (free memory plus the page cache the kernel can
+    reclaim) when ``/proc/meminfo`` has it, else ``os.sysconf``'s free pages
+    (which, on Linux, leaves out the page cache and can be far lower on a
+    machine that has read large files).
+    """
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
+        return None
+
+
+def kernel_bytes(n1, n2=None):
+    """Bytes of one float64 ``n1 x n2`` kernel block (``n2=None``: square)."""
+    return 8 * n1 * (n1 if n2 is None else n2)
+
+
+def dense_bytes(n, n_kinds, eigh, bank=False):
+    """Peak bytes of a dense solve over ``n_kinds`` train kernels of ``n`` rows."""
+    k = kernel_bytes(n)
+    total = n_kinds * k + (2 * k if eigh else 0)
+    if bank:
+        total += min(_bank.MAX_BANK_BYTES, n_kinds * k)
+    return total
+
+
+def cg_bytes(n, n_rhs, operator_bytes, rank):
+    """Peak bytes of a CG solve: the operators, the blocks, the preconditioner."""
+    return int(operator_bytes) + 8 * n * (CG_BLOCKS * n_rhs + 2 * rank)
+
+
+def _gib(b):
+    return f"{b / GiB:.1f} GiB"
+
+
+def refuse(what, need, avail, hint):
+    """A ``MemoryError`` with the estimate, the available memory and a way out."""
+    return MemoryError(
+        f"{what} needs about {_gib(need)} of host memory but only {_gib(avail)} is "
+        f"available; {hint}"
+    )
+
+
+def choose_solver(solver, t, n, *, dense, cg, kernel_cache, what="The fit"):
+    """The solve a fit uses (``"cholesky"``, ``"eigh"`` or ``"cg"``).
+
+    ``dense`` and ``cg`` are the byte estimates of the dense solve (Cholesky,
+    or eigh when ``t`` or ``solver`` asks for it) and of CG. Raises a
+    ``MemoryError`` when the solve asked for (or, for ``"auto"``, every solve
+    that can give the result) does not fit.
+    """
+    eigh = solver == "eigh" or t is not None
+    method = "eigh" if eigh else "cholesky"
+    avail = available_bytes()
+    if avail is None:
+        return "cg" if solver == "cg" else method
+    streaming = kernel_cache not in ("memory", "off")
+    way_out = ("use solver='cg' with kernel_cache=<a directory> (the kernel is then "
+               "streamed from disk instead of held in memory), or fewer samples.")
+    if streaming and solver != "cg":
+        way_out = "use solver='cg' (it streams the cached kernel), or fewer samples."
+    if solver == "cg":
+        if cg > avail:
+            hint = ("pass kernel_cache=<a directory> so that CG streams the kernel from "
+                    "disk, or use fewer samples." if not streaming else "use fewer samples.")
+            raise refuse(f"{what} with solver='cg' (n={n})", cg, avail, hint)
+        return "cg"
+    if solver == "auto" and not eigh:
+        if dense <= AUTO_DENSE_FRACTION * avail:
+            return method
+        if cg <= avail:
+            return "cg"
+    if dense > avail:
+        if t is not None:
+            way_out = ("the finite-time NTK (t set) needs an eigendecomposition of the "
+                       "n x n kernel, which CG cannot replace: use fewer samples, or "
+                       "t=None with solver='cg'.")
+        raise refuse(f"{what} with solver={solver!r} ({method}, n={n})", dense, avail,
+                     way_out)
+    return method
