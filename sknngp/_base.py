@@ -280,6 +280,12 @@ class KernelEstimatorBase(BaseEstimator):
             return _solvers.eigh(K)
         return _bank.cached_eigh(K, key, _solvers.eigh)
 
+    def _self_kernels(self, X, kinds):
+        plan, x = self._engine_input(X)
+        with _progress.reporting(self.verbose):
+            return _engine.diagonal(plan, x, tuple(kinds), self._fitted.dtype,
+                                    self.batch_size, self.device)
+
     def _train_operator(self, kind):
         """The train kernel of ``kind`` as a :class:`sknngp._cg.KernelOperator`,
         the only way CG (and the NTK's covariance) reach it: by default a
@@ -312,34 +318,14 @@ class KernelEstimatorBase(BaseEstimator):
             raise _memory.refuse(f"{what} (n={n})", need, avail, "use fewer samples.")
 
     def _check_spread_memory(self, n_test, cov):
-        """Refuse a standard deviation / covariance whose train operators and
-        test blocks do not fit, before any kernel is computed."""
-        n, f = len(self.X_fit_), self._fitted
-        kinds = self._strategy.cov_kinds
-        cached = ("op", self._strategy.main) in self._cache
-        if f.method == "cg":
-            train = (len(kinds) - cached) * self._operator_bytes(n) + _memory.cg_bytes(
-                n, n_test, 0, _cg.default_rank(n))
-        else:
-            train = _memory.dense_bytes(n, len(kinds) - cached,
-                                        eigh=f.method == "eigh" and not cached)
-        test = 8 * n_test * n * (len(kinds) + 2) + (8 * n_test**2 if cov else 0)
-        avail = _memory.available_bytes()
-        if avail is not None and train + test > avail:
-            what = "return_cov" if cov else "return_std"
-            raise _memory.refuse(
-                f"predict({what}=True) on {n_test} samples (n_train={n}, solver "
-                f"{f.method!r})", train + test, avail,
-                "predict fewer samples per call" + (
-                    ", use return_std instead of return_cov" if cov else "")
-                + (", or refit with solver='cg' and kernel_cache=<a directory>."
-                   if f.method != "cg" else "."))
-
-    def _self_kernels(self, X, kinds):
-        plan, x = self._engine_input(X)
-        with _progress.reporting(self.verbose):
-            return _engine.diagonal(plan, x, tuple(kinds), self._fitted.dtype,
-                                    self.batch_size, self.device)
+        """Refuse a standard deviation / covariance that does not fit, before
+        any kernel is computed (see :func:`sknngp._memory.check_spread`)."""
+        n = len(self.X_fit_)
+        _memory.check_spread(
+            n, n_test, cov, method=self._fitted.method,
+            n_train_kernels=len(self._strategy.cov_kinds)
+            - (("op", self._strategy.main) in self._cache),
+            operator_bytes=self._operator_bytes(n), rank=_cg.default_rank(n))
 
     # -------------------------------------------------------------------- fit
     def _fit_targets(self, X, Y):

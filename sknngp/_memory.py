@@ -132,3 +132,27 @@ def choose_solver(solver, t, n, *, dense, cg, kernel_cache, what="The fit"):
         raise refuse(f"{what} with solver={solver!r} ({method}, n={n})", dense, avail,
                      way_out)
     return method
+
+
+def check_spread(n, n_test, cov, *, method, n_train_kernels, operator_bytes, rank):
+    """Refuse ``predict(return_std / return_cov)`` on ``n_test`` rows that does not fit.
+
+    It holds ``n_train_kernels`` train kernels not yet cached (dense: ``8 n^2``
+    each, plus an eigendecomposition's workspace; CG: the operators and its
+    blocks), the cross blocks, the solved blocks and, for a covariance, the
+    ``n_test x n_test`` test kernel.
+    """
+    if method == "cg":
+        train = n_train_kernels * operator_bytes + cg_bytes(n, n_test, 0, rank)
+    else:
+        train = dense_bytes(n, n_train_kernels, eigh=method == "eigh" and n_train_kernels > 0)
+    need = train + 8 * n_test * n * 4 + (kernel_bytes(n_test) if cov else 0)
+    avail = available_bytes()
+    if avail is not None and need > avail:
+        what = "return_cov" if cov else "return_std"
+        hint = "predict fewer samples per call"
+        hint += ", use return_std instead of return_cov" if cov else ""
+        hint += (", or refit with solver='cg' and kernel_cache=<a directory>."
+                 if method != "cg" else ".")
+        raise refuse(f"predict({what}=True) on {n_test} samples (n_train={n}, solver "
+                     f"{method!r})", need, avail, hint)
