@@ -64,8 +64,9 @@ PARAMS_DOC = (
         without factoring, for train kernels too large to factor in memory
         (not for a finite ``t``). ``"auto"`` uses Cholesky (eigh for a finite
         ``t``) when the kernel and its factor fit comfortably in the available
-        host memory, else CG; a solve that does not fit is refused with a
-        ``MemoryError`` before any kernel is computed. Eigendecompositions are
+        host memory, else CG where it needs less memory (a streamed kernel); a
+        solve that does not fit is refused with a ``MemoryError`` before any
+        kernel is computed. Eigendecompositions are
         kept in the bank, so a grid over ``t`` (or over ``diag_reg`` with
         ``solver="eigh"``) decomposes each fold once.
     tol : float, default=1e-7
@@ -305,8 +306,9 @@ class KernelEstimatorBase(BaseEstimator):
         n_kinds = len(self._strategy.mean_kinds)
         dense = _memory.dense_bytes(n, n_kinds, eigh=self.solver == "eigh" or t is not None,
                                     bank=self.kernel_cache == "memory")
-        cg = _memory.cg_bytes(n, n_rhs, n_kinds * self._operator_bytes(n),
-                              _cg.default_rank(n))
+        op_bytes = n_kinds * self._operator_bytes(n)
+        cg = _memory.cg_bytes(n, n_rhs, op_bytes, _cg.default_rank(n),
+                              bank_bytes=op_bytes if self.kernel_cache == "memory" else 0)
         return _memory.choose_solver(self.solver, t, n, dense=dense, cg=cg,
                                      kernel_cache=self.kernel_cache)
 

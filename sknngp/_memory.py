@@ -20,9 +20,13 @@ Blocks of test rows at prediction time are bounded separately
 
 ``solver="auto"`` takes the dense solve when its estimate is at most
 :data:`AUTO_DENSE_FRACTION` of the available memory (every small problem,
-as before), else CG when that fits (not for a finite-time NTK, which needs
-the spectrum). When nothing fits, a ``MemoryError`` gives the estimate, the
-available memory and what would fit.
+as before), else CG when that needs less memory than the dense solve and fits
+(not for a finite-time NTK, which needs the spectrum). With the in-memory
+kernel operator CG holds the same ``n x n`` kernel as an in-place Cholesky
+factorization, so "auto" turns to CG only for an operator that streams the
+kernel; otherwise the dense solve is kept while it fits at all. When nothing
+fits, a ``MemoryError`` gives the estimate, the available memory and what
+would fit.
 """
 
 from __future__ import annotations
@@ -78,9 +82,11 @@ def dense_bytes(n, n_kinds, eigh, bank=False):
     return total
 
 
-def cg_bytes(n, n_rhs, operator_bytes, rank):
-    """Peak bytes of a CG solve: the operators, the blocks, the preconditioner."""
-    return int(operator_bytes) + 8 * n * (CG_BLOCKS * n_rhs + 2 * rank)
+def cg_bytes(n, n_rhs, operator_bytes, rank, bank_bytes=0):
+    """Peak bytes of a CG solve: the operators, the blocks, the preconditioner
+    (and ``bank_bytes``, the bank's copy of an in-memory kernel)."""
+    return (int(operator_bytes) + 8 * n * (CG_BLOCKS * n_rhs + 2 * rank)
+            + min(_bank.MAX_BANK_BYTES, int(bank_bytes)))
 
 
 def _gib(b):
@@ -122,7 +128,7 @@ def choose_solver(solver, t, n, *, dense, cg, kernel_cache, what="The fit"):
     if solver == "auto" and not eigh:
         if dense <= AUTO_DENSE_FRACTION * avail:
             return method
-        if cg <= avail:
+        if cg < dense and cg <= avail:  # CG only where it saves memory (a streamed kernel)
             return "cg"
     if dense > avail:
         if t is not None:

@@ -77,7 +77,7 @@ def test_cg_ill_conditioned():
     B = rng.normal(size=(len(K), 2))
     op = _cg.DenseOperator(K)
     P = _cg.build_preconditioner(op, lam, rank=20)
-    X_cg, info = _cg.cg_solve(op, B, lam, tol=1e-6, max_iter=5000, precond=P)
+    X_cg, _ = _cg.cg_solve(op, B, lam, tol=1e-6, max_iter=5000, precond=P)
     oracle = scipy.linalg.solve(A, B, assume_a="pos")
     np.testing.assert_allclose(A @ X_cg, B, rtol=0, atol=1e-6 * np.abs(B).max())
     # forward error <= cond * tol: the nearly duplicated rows' directions are
@@ -249,9 +249,14 @@ def test_cg_fit_uses_only_the_operator(data):
 def test_choose_solver_logic(monkeypatch):
     monkeypatch.setattr(_memory, "available_bytes", lambda: 1000)
     choose = _memory.choose_solver
-    assert choose("auto", None, 10, dense=400, cg=900, kernel_cache="memory") == "cholesky"
-    assert choose("auto", None, 10, dense=600, cg=900, kernel_cache="memory") == "cg"
+    assert choose("auto", None, 10, dense=400, cg=100, kernel_cache="memory") == "cholesky"
+    assert choose("auto", None, 10, dense=600, cg=500, kernel_cache="memory") == "cg"
+    assert choose("auto", None, 10, dense=1100, cg=900, kernel_cache="memory") == "cg"
+    # CG only where it saves memory: the dense solve is kept while it fits
+    assert choose("auto", None, 10, dense=600, cg=900, kernel_cache="memory") == "cholesky"
     assert choose("auto", None, 10, dense=600, cg=1100, kernel_cache="memory") == "cholesky"
+    with pytest.raises(MemoryError, match=r"solver='auto' \(cholesky, n=10\) needs about"):
+        choose("auto", None, 10, dense=1100, cg=1200, kernel_cache="memory")
     assert choose("auto", 1.0, 10, dense=900, cg=100, kernel_cache="memory") == "eigh"
     assert choose("eigh", None, 10, dense=900, cg=100, kernel_cache="memory") == "eigh"
     assert choose("cg", None, 10, dense=10, cg=1000, kernel_cache="memory") == "cg"
@@ -265,18 +270,27 @@ def test_choose_solver_logic(monkeypatch):
 
 
 def test_auto_chooses_cg_when_memory_is_short(monkeypatch, data):
+    """With a streaming operator (here a stand-in that reports holding nothing)
+    "auto" turns to CG once the dense solve does not fit comfortably; with the
+    in-memory operator (no saving) it keeps Cholesky while that fits."""
     X, Y, Xt = data
     n = len(X)
+
+    class Streaming(NNGPRegressor):
+        def _operator_bytes(self, n):
+            return 0
+
+    monkeypatch.setattr(_cg, "PRECOND_RANK", 5)  # at n=60 its blocks would outweigh K
     dense = _memory.dense_bytes(n, 1, eigh=False, bank=True)
-    cg = _memory.cg_bytes(n, Y.shape[1], _memory.kernel_bytes(n), _cg.default_rank(n))
-    assert dense < cg < 2 * dense  # room for an "available" between them
-    monkeypatch.setattr(_memory, "available_bytes", lambda: (cg + 2 * dense) // 2)
-    auto = NNGPRegressor(diag_reg=1e-3, **ARCH).fit(X, Y)
-    assert auto.solver_ == "cg"
-    monkeypatch.setattr(_memory, "available_bytes", lambda: 100 * cg)
+    monkeypatch.setattr(_memory, "available_bytes", lambda: int(1.5 * dense))
+    auto = Streaming(diag_reg=1e-3, **ARCH).fit(X, Y)
+    assert auto.solver_ == "cg" and auto.n_iter_ >= 1
     assert NNGPRegressor(diag_reg=1e-3, **ARCH).fit(X, Y).solver_ == "cholesky"
+    monkeypatch.setattr(_memory, "available_bytes", lambda: 100 * dense)
+    chol = Streaming(diag_reg=1e-3, **ARCH).fit(X, Y)
+    assert chol.solver_ == "cholesky"
     assert NTKRegressor(t=3.0, **ARCH).fit(X, Y).solver_ == "eigh"
-    assert _rel(auto.predict(Xt), NNGPRegressor(diag_reg=1e-3, **ARCH).fit(X, Y).predict(Xt)) < 1e-6
+    assert _rel(auto.predict(Xt), chol.predict(Xt)) < 1e-6
 
 
 def test_memory_refusal_before_any_kernel(monkeypatch, data):
