@@ -66,9 +66,9 @@ PARAMS_DOC = (
         ``t``) when the kernel and its factor fit comfortably in the available
         host memory, else CG where it needs less memory (a streamed kernel); a
         solve that does not fit is refused with a ``MemoryError`` before any
-        kernel is computed. Eigendecompositions are
-        kept in the bank, so a grid over ``t`` (or over ``diag_reg`` with
-        ``solver="eigh"``) decomposes each fold once.
+        kernel is computed. Eigendecompositions are kept in the bank, so a
+        grid over ``t`` (or over ``diag_reg`` with ``solver="eigh"``)
+        decomposes each fold once.
     tol : float, default=1e-7
         Only for CG: the relative residual ``||b - (K + lambda I) x|| / ||b||``
         every right-hand side must reach. Predictions then differ from the
