@@ -17,7 +17,7 @@ from sklearn.base import BaseEstimator
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from . import _bank, _disk_cache, _solvers
+from . import _bank, _cg, _disk_cache, _memory, _solvers
 from .architecture import ARCHITECTURE_PARAMS, architecture_from_params
 from .architecture.params import ARCHITECTURE_CONSTRAINTS, ARCHITECTURE_DOC, INPUT_SHAPE_DOC
 from .kernels import _engine, _progress
@@ -32,6 +32,8 @@ KERNEL_CONSTRAINTS = {
     "diag_reg": [Interval(numbers.Real, 0, np.inf, closed="left")],
     "diag_reg_absolute_scale": ["boolean"],
     "solver": [StrOptions(set(_solvers.SOLVERS))],
+    "tol": [Interval(numbers.Real, 0, 1, closed="neither")],
+    "max_iter": [Interval(numbers.Integral, 1, None, closed="left"), None],
     "dtype": [StrOptions({"float32", "float64"})],
     "batch_size": [Interval(numbers.Integral, 1, None, closed="left"), None],
     "device": "no_validation",
@@ -54,13 +56,29 @@ PARAMS_DOC = (
         ``K + diag_reg * tr(K) / n * I`` (neural-tangents' convention).
     diag_reg_absolute_scale : bool, default=False
         If True, ``K + diag_reg * I`` (sklearn's ``alpha``).
-    solver : {"auto", "cholesky", "eigh"}, default="auto"
+    solver : {"auto", "cholesky", "eigh", "cg"}, default="auto"
         ``"cholesky"`` factors the regularized train kernel once;
         ``"eigh"`` eigendecomposes it (15-100x the cost on CPUs), which only
-        the finite-time NTK (``t`` not None) needs. ``"auto"`` uses Cholesky
-        except for a finite ``t``. Eigendecompositions are kept in the bank,
-        so a grid over ``t`` (or over ``diag_reg`` with ``solver="eigh"``)
+        the finite-time NTK (``t`` not None) needs; ``"cg"`` solves by
+        preconditioned conjugate gradients (pivoted-Cholesky preconditioner)
+        without factoring, for train kernels too large to factor in memory
+        (not for a finite ``t``). ``"auto"`` uses Cholesky (eigh for a finite
+        ``t``) when the kernel and its factor fit comfortably in the available
+        host memory, else CG where it needs less memory (a streamed kernel); a
+        solve that does not fit is refused with a ``MemoryError`` before any
+        kernel is computed. Eigendecompositions are kept in the bank, so a
+        grid over ``t`` (or over ``diag_reg`` with ``solver="eigh"``)
         decomposes each fold once.
+    tol : float, default=1e-7
+        Only for CG: the relative residual ``||b - (K + lambda I) x|| / ||b||``
+        every right-hand side must reach. Predictions then differ from the
+        Cholesky solve's by about ``tol`` relative (measured on Fashion-MNIST,
+        n = 2,000-5,000, ``diag_reg`` 1e-4 and 1e-3); each factor of 10 costs
+        about 10% more iterations there.
+    max_iter : int, default=None
+        Only for CG: the most iterations (passes over the train kernel);
+        None means ``max(100, 10 * ceil(sqrt(n_samples)))``. A solve that does not
+        reach ``tol`` raises an error with the residual it reached.
     dtype : {"float64", "float32"}, default="float64"
         Precision of the kernel computation; solves are always float64. A
         float32 kernel whose solve is ill-conditioned gives a warning with the
@@ -96,7 +114,7 @@ NTK_PARAMS_DOC = """    t : float, default=None
 
 #: the state ``fit`` sets; a failed refit restores the previous values
 _FITTED = ("architecture_", "_fitted", "_cache", "X_fit_", "_fit_keys", "y_train_",
-           "dual_coef_", "regularization_")
+           "dual_coef_", "regularization_", "solver_", "n_iter_", "solver_info_")
 
 
 class KernelEstimatorBase(BaseEstimator):
@@ -119,6 +137,8 @@ class KernelEstimatorBase(BaseEstimator):
         diag_reg=1e-4,
         diag_reg_absolute_scale=False,
         solver="auto",
+        tol=1e-7,
+        max_iter=None,
         dtype="float64",
         batch_size=None,
         device=None,
@@ -136,6 +156,8 @@ class KernelEstimatorBase(BaseEstimator):
         self.diag_reg = diag_reg
         self.diag_reg_absolute_scale = diag_reg_absolute_scale
         self.solver = solver
+        self.tol = tol
+        self.max_iter = max_iter
         self.dtype = dtype
         self.batch_size = batch_size
         self.device = device
@@ -265,6 +287,48 @@ class KernelEstimatorBase(BaseEstimator):
             return _engine.diagonal(plan, x, tuple(kinds), self._fitted.dtype,
                                     self.batch_size, self.device)
 
+    def _train_operator(self, kind):
+        """The train kernel of ``kind`` as a :class:`sknngp._cg.KernelOperator`,
+        the only way CG (and the NTK's covariance) reach it: by default a
+        :class:`~sknngp._cg.DenseOperator` over the kernel from the bank. An
+        override may stream the kernel instead (then also override
+        :meth:`_operator_bytes`)."""
+        return _cg.DenseOperator(self._train_kernels((kind,))[kind])
+
+    def _operator_bytes(self, n):
+        """Host bytes one :meth:`_train_operator` of ``n`` rows holds (dense: ``8 n^2``)."""
+        return _memory.kernel_bytes(n)
+
+    # ---------------------------------------------------------- memory plans
+    def _choose_solver(self, n, n_rhs, t):
+        """The solve of a fit (``"cholesky"``, ``"eigh"`` or ``"cg"``), planned
+        against the available memory before any kernel is computed."""
+        n_kinds = len(self._strategy.mean_kinds)
+        dense = _memory.dense_bytes(n, n_kinds, eigh=self.solver == "eigh" or t is not None,
+                                    bank=self.kernel_cache == "memory")
+        op_bytes = n_kinds * self._operator_bytes(n)
+        cg = _memory.cg_bytes(n, n_rhs, op_bytes, _cg.default_rank(n),
+                              bank_bytes=op_bytes if self.kernel_cache == "memory" else 0)
+        return _memory.choose_solver(self.solver, t, n, dense=dense, cg=cg,
+                                     kernel_cache=self.kernel_cache)
+
+    def _check_dense_memory(self, n_kinds, what):
+        """Refuse a dense use of ``n_kinds`` train kernels that does not fit."""
+        n = len(self.X_fit_)
+        need, avail = _memory.dense_bytes(n, n_kinds, eigh=False), _memory.available_bytes()
+        if avail is not None and need > avail:
+            raise _memory.refuse(f"{what} (n={n})", need, avail, "use fewer samples.")
+
+    def _check_spread_memory(self, n_test, cov):
+        """Refuse a standard deviation / covariance that does not fit, before
+        any kernel is computed (see :func:`sknngp._memory.check_spread`)."""
+        n = len(self.X_fit_)
+        _memory.check_spread(
+            n, n_test, cov, method=self._fitted.method,
+            n_train_kernels=len(self._strategy.cov_kinds)
+            - (("op", self._strategy.main) in self._cache),
+            operator_bytes=self._operator_bytes(n), rank=_cg.default_rank(n))
+
     # -------------------------------------------------------------------- fit
     def _fit_targets(self, X, Y):
         """Build the architecture, compute the train kernel, solve; set state.
@@ -273,17 +337,18 @@ class KernelEstimatorBase(BaseEstimator):
         failed refit never leaves a mix of old and new state.
         """
         t = getattr(self, "t", None)
-        if self.solver == "cholesky" and t is not None:
+        if self.solver in ("cholesky", "cg") and t is not None:
             raise ValueError(
-                f"solver='cholesky' cannot give the finite-time NTK (t={t!r}): it needs "
-                "the spectrum of the train NTK. Use solver='auto' or 'eigh', or t=None."
+                f"solver={self.solver!r} cannot give the finite-time NTK (t={t!r}): it "
+                "needs the spectrum of the train NTK. Use solver='auto' or 'eigh', or "
+                "t=None."
             )
         self._check_params()
         params = self.get_params(deep=False)
         architecture = architecture_from_params(params)
         fitted = SimpleNamespace(
             diag_reg=self.diag_reg, diag_reg_absolute_scale=self.diag_reg_absolute_scale,
-            solver=self.solver, dtype=self.dtype, t=t,
+            solver=self.solver, dtype=self.dtype, t=t, tol=self.tol, max_iter=self.max_iter,
             learning_rate=getattr(self, "learning_rate", None),
             architecture_params={name: params[name] for name in ARCHITECTURE_PARAMS},
         )
@@ -292,9 +357,15 @@ class KernelEstimatorBase(BaseEstimator):
             self.architecture_, self._fitted, self._cache = architecture, fitted, {}
             self.X_fit_, self._fit_keys, self.y_train_ = X, _bank.row_keys(X), Y
             self._plan()  # validate the stack against the input shape before any work
-            K = self._kernels(X, self._fit_keys, None, None, self._strategy.mean_kinds)
-            K = K[self._strategy.main]  # the caller's own array: the bank keeps copies
-            self.dual_coef_, self.regularization_ = self._strategy.fit(self, K, Y)
+            n_rhs = Y.shape[1] + len(self._loo_rows(len(Y)))
+            fitted.method = self._choose_solver(len(Y), n_rhs, t)  # before any kernel
+            K = None  # CG reaches the kernel through _train_operator
+            if fitted.method != "cg":
+                K = self._kernels(X, self._fit_keys, None, None, self._strategy.mean_kinds)
+                K = K[self._strategy.main]  # the caller's own array: the bank keeps copies
+            self.dual_coef_, self.regularization_, info = self._strategy.fit(self, K, Y)
+            self.solver_, self.solver_info_ = fitted.method, info
+            self.n_iter_ = 1 if info is None else info.n_iter
             self._finite(self.dual_coef_, "The dual coefficients")
         except BaseException:
             for name in _FITTED:
@@ -302,6 +373,11 @@ class KernelEstimatorBase(BaseEstimator):
             self.__dict__.update(previous)
             raise
         return self
+
+    def _loo_rows(self, n):
+        """Training rows whose ``[(K + lambda I)^-1]_ii`` the fit needs (classifiers'
+        leave-one-out temperature); CG solves for their unit vectors with ``Y``."""
+        return ()
 
     # ---------------------------------------------------------------- predict
     def _test_rows(self, X):

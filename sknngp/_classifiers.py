@@ -44,9 +44,12 @@ class _KernelClassifier(ClassifierMixin, KernelEstimatorBase):
         Y = np.eye(n_classes)[enc.transform(y)] - 1.0 / n_classes
         return self._fit_targets(X, Y)
 
+    def _loo_rows(self, n):
+        return _loo.loo_rows(n)
+
     def _on_solved(self, op, Y, alpha):
         """Fit the softmax temperature on leave-one-out outputs (see :mod:`sknngp._loo`)."""
-        rows = _loo.loo_rows(len(Y))
+        rows = self._loo_rows(len(Y))
         scores = _loo.loo_outputs(op, Y, alpha, rows)
         labels = np.argmax(Y[rows], axis=1)  # the encoded classes of the one-hot rows
         self.temperature_, self.loo_log_loss_ = _loo.fit_temperature(scores, labels)

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import _solvers
+from . import _cg, _loo, _solvers
 
 
 class _Operator:
@@ -45,12 +45,66 @@ class _Operator:
             return _solvers.half_solve(self.U, B)
         return np.sqrt(self.g)[:, None] * (self.V.T @ B)
 
+    def quad_diag(self, B):
+        """``diag(B^T T B)``."""
+        A = self.half(B)
+        return np.einsum("ij,ij->j", A, A)
+
+    def quad(self, B):
+        """``B^T T B``."""
+        A = self.half(B)
+        return A.T @ A
+
+    def inverse_diagonal(self, rows):
+        """``[(K + lambda I)^-1]_ii`` at sorted ``rows`` (Cholesky operators)."""
+        return _loo.inverse_diagonal(self.U, rows)
+
+
+class _CGOperator:
+    """``T = (K + lambda I)^-1`` applied by conjugate gradients over a kernel
+    operator (:mod:`sknngp._cg`); the preconditioner is built on first use and
+    kept for later solves. ``info`` is the :class:`sknngp._cg.CGInfo` of the
+    last solve."""
+
+    U = V = None
+
+    def __init__(self, kernel, lam, tol, max_iter):
+        self.kernel, self.lam, self.tol, self.max_iter = kernel, lam, tol, max_iter
+        self._precond, self._inv_diag, self.info = None, None, None
+
+    def apply(self, B):
+        if self._precond is None:
+            self._precond = _cg.build_preconditioner(self.kernel, self.lam)
+        X, self.info = _cg.cg_solve(self.kernel, B, self.lam, tol=self.tol,
+                                    max_iter=self.max_iter, precond=self._precond)
+        return X
+
+    def quad_diag(self, B):
+        return np.einsum("ij,ij->j", B, self.apply(B))
+
+    def quad(self, B):
+        Q = B.T @ self.apply(B)
+        return 0.5 * (Q + Q.T)  # symmetric to round-off, as the exact product is
+
+    def solve_with_unit_rows(self, Y, rows):
+        """``T Y``, solving for the unit vectors of ``rows`` in the same pass and
+        keeping ``T_ii`` there for :meth:`inverse_diagonal`."""
+        k = Y.shape[1]
+        E = np.zeros((len(Y), len(rows)))
+        E[rows, np.arange(len(rows))] = 1.0
+        X = self.apply(np.hstack([Y, E]))
+        self._inv_diag = (np.asarray(rows), X[rows, k + np.arange(len(rows))])
+        return X[:, :k]
+
+    def inverse_diagonal(self, rows):
+        known, values = self._inv_diag
+        if not np.array_equal(known, rows):
+            raise ValueError("the CG solve kept T_ii for other rows than those requested")
+        return values
+
 
 class _Strategy:
     main = "nngp"
-
-    def use_eigh(self, fitted):
-        return fitted.solver == "eigh"
 
     def train_operator(self, est, K, Y_size):
         """Factor (or decompose) the regularized main train kernel ``K``.
@@ -60,7 +114,9 @@ class _Strategy:
         """
         f = est._fitted  # the parameters of the last fit, not later set_params
         kind = self.main.upper()
-        if not self.use_eigh(f):
+        if f.method == "cg":
+            return self.cg_operator(est)
+        if f.method == "cholesky":
             U, lam = _solvers.ridge_cholesky(K, diag_reg=f.diag_reg, kind=kind, dtype=f.dtype,
                                              absolute=f.diag_reg_absolute_scale)
             return _Operator(U=U), lam
@@ -69,17 +125,31 @@ class _Strategy:
         _solvers.check_spectrum(w, lam, kind=kind, diag_reg=f.diag_reg, dtype=f.dtype)
         return _Operator(V=V, g=self.filter(f, w + lam, Y_size), w=w), lam
 
+    def cg_operator(self, est, kind=None):
+        """``(K + lambda I)^-1`` by CG over ``est._train_operator(kind)``, and ``lambda``
+        (relative ``diag_reg`` from the operator's diagonal)."""
+        f = est._fitted
+        kernel = est._train_operator(kind or self.main)
+        lam = _solvers.regularizer(np.sum(kernel.diagonal()), kernel.n, f.diag_reg,
+                                   f.diag_reg_absolute_scale)
+        return _CGOperator(kernel, lam, f.tol, f.max_iter), lam
+
     def filter(self, fitted, w_reg, m):
         return 1.0 / w_reg
 
     def fit(self, est, K, Y):
-        """Dual coefficients ``T Y`` and the ridge; ``K`` is consumed."""
+        """Dual coefficients ``T Y``, the ridge and the CG info (None for a
+        direct solve). ``K`` is the main train kernel, consumed (None with CG:
+        the kernel is reached through ``est._train_operator``)."""
         op, lam = self.train_operator(est, K, Y.size)
-        alpha = op.apply(Y)
         solved = getattr(est, "_on_solved", None)  # classifiers: leave-one-out calibration
+        if K is None and solved is not None:  # CG: diag(T) at the rows, in the same pass
+            alpha = op.solve_with_unit_rows(Y, est._loo_rows(len(Y)))
+        else:
+            alpha = op.apply(Y)
         if solved is not None:
             solved(op, Y, alpha)
-        return alpha, lam  # the factor is not kept: std/cov rebuild it on demand
+        return alpha, lam, getattr(op, "info", None)  # the factor is not kept
 
     def mean(self, est, cross):
         return cross[self.main] @ est.dual_coef_
@@ -88,7 +158,10 @@ class _Strategy:
         """The operator of the fitted train kernel, built from the bank on first
         use (std / covariance) and then cached (not pickled)."""
         op = est._cache.get(("op", self.main))
-        if op is None:
+        if op is None and est._fitted.method == "cg":
+            op, _ = self.cg_operator(est)
+            est._cache[("op", self.main)] = op
+        elif op is None:
             K = est._train_kernels((self.main,))[self.main]
             op, _ = self.train_operator(est, K, est.y_train_.size)
             est._cache[("op", self.main)] = op
@@ -103,17 +176,22 @@ class NNGPPosterior(_Strategy):
     cov_kinds = ("nngp",)
 
     def variance(self, est, cross, k_diag):
-        A = self.operator(est).half(cross["nngp"].T)
-        return k_diag - np.einsum("ij,ij->j", A, A)
+        return k_diag - self.operator(est).quad_diag(cross["nngp"].T)
 
     def covariance(self, est, cross, K_ss):
-        A = self.operator(est).half(cross["nngp"].T)
-        return K_ss - A.T @ A
+        return K_ss - self.operator(est).quad(cross["nngp"].T)
 
     def log_marginal_likelihood(self, est, diag_reg):
         """``-1/2 y^T A^-1 y - 1/2 log|A| - n/2 log(2 pi)`` summed over targets,
         ``A = K + lambda I`` (Rasmussen & Williams 2006, eq. 2.30)."""
         f = est._fitted
+        if f.method == "cg":
+            raise ValueError(
+                "log_marginal_likelihood needs log|K + lambda I|, which conjugate "
+                "gradients do not give; this estimator was fitted with solver='cg'. Refit "
+                "with solver='cholesky' (the n x n kernel and its factor must fit in memory)."
+            )
+        est._check_dense_memory(1, "log_marginal_likelihood")
         K = est._train_kernels(("nngp",))["nngp"]
         n = len(K)
         _solvers.add_ridge(K, diag_reg, f.diag_reg_absolute_scale)
@@ -132,26 +210,25 @@ class NTKEnsemble(_Strategy):
     mean_kinds = ("ntk",)
     cov_kinds = ("nngp", "ntk")
 
-    def use_eigh(self, fitted):
-        return fitted.solver == "eigh" or fitted.t is not None
-
     def filter(self, fitted, w_reg, m):
         return _solvers.spectral_filter(w_reg, fitted.t, fitted.learning_rate, m)
 
     def _parts(self, est, cross):
-        """``B^T = T Theta*^T`` and the regularized NNGP train kernel."""
+        """``B^T = T Theta*^T`` and ``(K + lambda I) B^T`` with the NNGP train kernel
+        (through ``est._train_operator``: never an n x n copy beyond the operator's)."""
         Bt = self.operator(est).apply(cross["ntk"].T)
-        K = est._train_kernels(("nngp",))["nngp"]
+        K = est._train_operator("nngp")
         f = est._fitted
-        _solvers.add_ridge(K, f.diag_reg, f.diag_reg_absolute_scale)
-        return Bt, K
+        lam = _solvers.regularizer(np.sum(K.diagonal()), K.n, f.diag_reg,
+                                   f.diag_reg_absolute_scale)
+        return Bt, K.matmul(Bt) + lam * Bt
 
     def variance(self, est, cross, k_diag):
-        Bt, K = self._parts(est, cross)
-        return (k_diag + np.einsum("ij,ij->j", Bt, K @ Bt)
+        Bt, KBt = self._parts(est, cross)
+        return (k_diag + np.einsum("ij,ij->j", Bt, KBt)
                 - 2.0 * np.einsum("ij,ji->j", Bt, cross["nngp"]))
 
     def covariance(self, est, cross, K_ss):
-        Bt, K = self._parts(est, cross)
+        Bt, KBt = self._parts(est, cross)
         mixed = cross["nngp"] @ Bt
-        return K_ss + Bt.T @ K @ Bt - mixed - mixed.T
+        return K_ss + Bt.T @ KBt - mixed - mixed.T

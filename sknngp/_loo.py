@@ -14,7 +14,8 @@ exact for kernel ridge regression, where it reduces to
 (Rasmussen & Williams 2006, eq. 5.12), and the usual linear-smoother
 approximation for the finite-time NTK. It costs no refit: triangular solves
 with the Cholesky factor the fit already has (only the trailing block below
-each row is touched), or one product with the eigenvectors.
+each row is touched), one product with the eigenvectors, or, with conjugate
+gradients, the unit vectors of the rows solved in the same pass as ``Y``.
 
 :func:`fit_temperature` then chooses the single temperature ``T`` of
 ``softmax(F / T)`` that minimises the mean leave-one-out log-loss (targets
@@ -73,12 +74,14 @@ def inverse_diagonal(U, rows):
 def loo_outputs(op, Y, alpha, rows):
     """Leave-one-out outputs ``F_loo[rows]`` of the smoother with operator ``op``.
 
-    ``op`` is the fitted :class:`sknngp._inference._Operator` (Cholesky factor
-    ``U`` of ``K + lambda I``, or eigenvectors ``V``, unregularized eigenvalues
-    ``w`` and filter ``g``), ``alpha = T Y`` the dual coefficients.
+    ``op`` is the fitted operator: a ridge operator (Cholesky factor of
+    ``K + lambda I``, or CG, which solved for the unit vectors of ``rows``
+    with ``Y``) that gives ``[(K + lambda I)^-1]_ii`` by ``inverse_diagonal``,
+    or eigenvectors ``V``, unregularized eigenvalues ``w`` and filter ``g``;
+    ``alpha = T Y`` the dual coefficients.
     """
-    if op.U is not None:  # ridge: Y - alpha / diag(A^-1)
-        return Y[rows] - alpha[rows] / inverse_diagonal(op.U, rows)[:, None]
+    if op.V is None:  # ridge: Y - alpha / diag(A^-1)
+        return Y[rows] - alpha[rows] / op.inverse_diagonal(rows)[:, None]
     h = 1.0 - op.w * op.g  # eigenvalues of I - S
     Vr = op.V[rows]
     residual = Vr @ (h[:, None] * (op.V.T @ Y))  # (Y - F)[rows]

@@ -38,6 +38,8 @@ class _NTKParams:
         t=None,
         learning_rate=1.0,
         solver="auto",
+        tol=1e-7,
+        max_iter=None,
         dtype="float64",
         batch_size=None,
         device=None,
@@ -49,7 +51,7 @@ class _NTKParams:
             W_std=W_std, b_std=b_std, parameterization=parameterization,
             width=width, input_shape=input_shape, diag_reg=diag_reg,
             diag_reg_absolute_scale=diag_reg_absolute_scale, solver=solver,
-            dtype=dtype, batch_size=batch_size, device=device, kernel_cache=kernel_cache,
+            tol=tol, max_iter=max_iter, dtype=dtype, batch_size=batch_size, device=device, kernel_cache=kernel_cache,
             verbose=verbose,
         )
         self.t = t
@@ -121,6 +123,7 @@ only if ``return_cov``
         if not (return_std or return_cov):
             return self._shape_out(self._mean(X, keys)), None
         strategy = self._strategy
+        self._check_spread_memory(len(X), return_cov)
         cross = self._kernels(X, keys, self.X_fit_, self._fit_keys, strategy.cov_kinds)
         mean = self._shape_out(self._finite(strategy.mean(self, cross), "The predictions"))
         if return_std:
@@ -175,6 +178,16 @@ _ATTRIBUTES = """
         ``{dual}``: ``predict`` is ``{cross} @ dual_coef_``.
     regularization_ : float
         The absolute ridge ``lambda`` added to the train kernel's diagonal.
+    solver_ : {{"cholesky", "eigh", "cg"}}
+        The solve the fit used (what ``solver="auto"`` chose).
+    n_iter_ : int
+        CG iterations of the fit (passes over the train kernel, all right-hand
+        sides together); 1 for a direct solve.
+    solver_info_ : CGInfo or None
+        With CG: iterations per right-hand side (``n_iter_per_column``), the
+        final relative residuals (``residuals``), the preconditioner's rank
+        (``precond_rank``) and the products with the kernel (``passes``);
+        None for a direct solve.
     image_shape_ : tuple or None
     n_features_in_ : int
     feature_names_in_ : ndarray of shape (n_features_in_,)

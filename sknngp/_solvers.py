@@ -1,6 +1,6 @@
 """Linear algebra of the kernel estimators (NumPy / SciPy, float64).
 
-Two ways to apply ``(K + lambda I)^-1``:
+Three ways to apply ``(K + lambda I)^-1``:
 
 - ``"cholesky"``: one factorization ``K + lambda I = U^T U`` (Rasmussen &
   Williams 2006, Alg. 2.1, with the upper factor). The default wherever a fixed ``lambda`` is enough.
@@ -9,6 +9,8 @@ Two ways to apply ``(K + lambda I)^-1``:
   A symmetric eigendecomposition costs 15-100x a Cholesky factorization of
   the same matrix on CPUs (n = 1,000-6,000), so it is used only where a
   spectrum is needed or asked for.
+- ``"cg"``: preconditioned conjugate gradients (:mod:`sknngp._cg`) over a
+  kernel operator, for kernels too large to factor in memory.
 
 Kernels may be computed in float32; solves are always float64. A failed
 factorization raises an error that names ``diag_reg``, the kernel dtype and
@@ -25,7 +27,7 @@ import numpy as np
 import scipy.linalg
 from threadpoolctl import ThreadpoolController
 
-SOLVERS = ("auto", "cholesky", "eigh")
+SOLVERS = ("auto", "cholesky", "eigh", "cg")
 
 #: estimated relative error of the dual coefficients above which a float32
 #: kernel triggers a warning
