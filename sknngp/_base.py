@@ -293,11 +293,24 @@ class KernelEstimatorBase(BaseEstimator):
         :class:`~sknngp._cg.DenseOperator` over the kernel from the bank. An
         override may stream the kernel instead (then also override
         :meth:`_operator_bytes`)."""
-        return _cg.DenseOperator(self._train_kernels((kind,))[kind])
+        if self.kernel_cache in ("memory", "off"):
+            return _cg.DenseOperator(self._train_kernels((kind,))[kind])
+        from ._rowstore import RowKernel
+
+        plan, x = self._engine_input(self.X_fit_)
+        store = _disk_cache.row_store(self.kernel_cache, plan, self._fitted.dtype, x.shape[1:])
+        with _progress.reporting(self.verbose):
+            return RowKernel(store, kind, store.indices(x), self.batch_size, self.device)
 
     def _operator_bytes(self, n):
-        """Host bytes one :meth:`_train_operator` of ``n`` rows holds (dense: ``8 n^2``)."""
-        return _memory.kernel_bytes(n)
+        """Host bytes one :meth:`_train_operator` of ``n`` rows holds: the
+        kernel (``8 n^2``), or a few stored blocks when it streams from a
+        ``kernel_cache`` directory."""
+        if self.kernel_cache in ("memory", "off"):
+            return _memory.kernel_bytes(n)
+        from ._rowstore import ROW_BLOCK
+
+        return 4 * 8 * ROW_BLOCK * ROW_BLOCK
 
     # ---------------------------------------------------------- memory plans
     def _choose_solver(self, n, n_rhs, t):

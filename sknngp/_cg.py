@@ -99,22 +99,38 @@ def pivoted_cholesky(op, rank, stop_trace=0.0):
 
     Stops after ``rank`` columns, or once the remaining trace
     ``tr(K - L L^T)`` is at most ``stop_trace``, or when no positive
-    remaining diagonal entry is left.
+    remaining diagonal entry is left. An operator with a ``column_batch``
+    attribute (one that streams the kernel from disk, where each read of
+    columns costs a pass over stored blocks) is asked for that many columns at
+    once: the largest remaining diagonal entries, then eliminated one after
+    the other (a candidate that an earlier one of its batch made negligible is
+    skipped). With ``column_batch = 1`` this is the plain greedy algorithm.
     """
     d = np.array(op.diagonal(), dtype=np.float64)
     n = len(d)
+    batch = max(1, int(getattr(op, "column_batch", 1)))
     Lt = np.zeros((rank, n))  # L transposed: the rows computed so far are contiguous
     m = 0
     while m < rank:
-        i = int(np.argmax(d))
-        if d[i] <= 0 or float(np.sum(d)) <= stop_trace:
+        if float(np.sum(d)) <= stop_trace:
             break
-        col = np.asarray(op.columns([i]), dtype=np.float64).reshape(n)
-        col = (col - Lt[:m, i] @ Lt[:m]) / math.sqrt(d[i])
-        Lt[m] = col
-        d -= col ** 2
-        d[i] = 0.0  # exactly pivoted out (round-off could leave it a tiny positive)
-        m += 1
+        k = min(batch, rank - m, n)
+        cand = np.argsort(-d, kind="stable")[:k] if k > 1 else [int(np.argmax(d))]
+        cand = [int(i) for i in cand if d[i] > 0]
+        if not cand:
+            break
+        first = d[cand[0]]
+        cols = np.asarray(op.columns(cand), dtype=np.float64).reshape(n, len(cand))
+        for c, i in enumerate(cand):
+            if m >= rank or float(np.sum(d)) <= stop_trace:
+                break
+            if d[i] <= 1e-12 * first:  # made negligible by this batch's earlier pivots
+                continue
+            col = (cols[:, c] - Lt[:m, i] @ Lt[:m]) / math.sqrt(d[i])
+            Lt[m] = col
+            d -= col ** 2
+            d[i] = 0.0  # exactly pivoted out (round-off could leave it a tiny positive)
+            m += 1
     return Lt[:m].T
 
 

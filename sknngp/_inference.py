@@ -118,7 +118,8 @@ class _Strategy:
             return self.cg_operator(est)
         if f.method == "cholesky":
             U, lam = _solvers.ridge_cholesky(K, diag_reg=f.diag_reg, kind=kind, dtype=f.dtype,
-                                             absolute=f.diag_reg_absolute_scale)
+                                             absolute=f.diag_reg_absolute_scale,
+                                             device=est.device)
             return _Operator(U=U), lam
         lam = _solvers.regularizer(np.trace(K), len(K), f.diag_reg, f.diag_reg_absolute_scale)
         w, V = est._eigh(self.main, K)

@@ -303,6 +303,10 @@ class RowKernel:
     verification meanwhile is recomputed).
     """
 
+    #: pivots the preconditioner asks for at once (each request reads the
+    #: blocks holding those columns)
+    column_batch = 64
+
     def __init__(self, store, kind, g, batch_size=None, device=None):
         self.store, self.kind, self.g = store, kind, np.asarray(g, dtype=np.int64)
         self.n = len(self.g)

@@ -95,17 +95,50 @@ def cholesky(A, *, kind, diag_reg, dtype):
         raise _not_pd(kind, diag_reg, dtype, pivot) from None
 
 
-def ridge_cholesky(K, *, diag_reg, absolute, kind, dtype):
+def ridge_cholesky(K, *, diag_reg, absolute, kind, dtype, device=None):
     """``(U, lambda)`` with ``K + lambda I = U^T U``; ``K`` is consumed.
 
-    For a float32 kernel, warns when the solve's estimated error is large
+    The factorization runs on the GPU (float64) when JAX has one, ``device``
+    does not ask for the CPU, and the solve fits the GPU's free memory
+    (:mod:`sknngp._device_solve`); otherwise LAPACK on the host. For a float32
+    kernel, warns when the solve's estimated error is large
     (:func:`warn_float32`).
     """
     lam = add_ridge(K, diag_reg, absolute)
     norm = one_norm(K) if dtype == "float32" else None
-    U = cholesky(K, kind=kind, diag_reg=diag_reg, dtype=dtype)
+    gpu = _gpu_for(device, len(K))
+    if gpu is not None:
+        from . import _device_solve
+
+        try:
+            U = _device_solve.factor(K, 0.0, gpu)  # the ridge is already on K
+        except np.linalg.LinAlgError as exc:
+            raise _not_pd(kind, diag_reg, dtype, str(exc)) from None
+    else:
+        U = cholesky(K, kind=kind, diag_reg=diag_reg, dtype=dtype)
     warn_float32(U, norm, dtype)
     return U, lam
+
+
+#: below this size the host factors faster than a transfer to the GPU and back
+GPU_SOLVE_MIN = 4096
+
+
+def _gpu_for(device, n):
+    """The JAX GPU/TPU to factor an ``n x n`` kernel on, or None (host)."""
+    if n < GPU_SOLVE_MIN or (isinstance(device, str) and device.lower().startswith("cpu")):
+        return None
+    if getattr(device, "platform", None) == "cpu":
+        return None
+    from . import _device_solve
+
+    gpu = _device_solve.accelerator() if device is None else None
+    if device is not None:
+        from .kernels._validation import resolve_devices
+
+        first = resolve_devices(device)[0]
+        gpu = first if first.platform != "cpu" else None
+    return gpu if gpu is not None and _device_solve.fits(n, 1, gpu) else None
 
 
 def cho_solve(U, B):

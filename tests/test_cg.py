@@ -319,3 +319,58 @@ def test_memory_refusal_before_any_kernel(monkeypatch, data):
     monkeypatch.setattr(_memory, "available_bytes", lambda: 10_000)
     with pytest.raises(MemoryError, match=r"log_marginal_likelihood \(n=60\) needs about"):
         gp.log_marginal_likelihood()
+
+
+def test_batched_pivots_give_a_valid_factor():
+    """A streaming operator asks for pivot columns in batches: the factor is
+    still an exact partial Cholesky (K - L L^T positive semi-definite, the
+    trace decreasing), near the one-at-a-time greedy's quality."""
+    rng = np.random.default_rng(6)
+    K = kernel_matrix(rng.normal(size=(120, 4)), **ARCH)
+    reads = []
+
+    class Batched(_cg.DenseOperator):
+        column_batch = 16
+
+        def columns(self, idx):
+            reads.append(len(idx))
+            return super().columns(idx)
+
+    L = _cg.pivoted_cholesky(Batched(K), 48)
+    assert L.shape == (120, 48) and reads and max(reads) == 16 and len(reads) <= 4
+    R = K - L @ L.T
+    assert np.linalg.eigvalsh(R).min() > -1e-10 * np.abs(K).max()
+    greedy = _cg.pivoted_cholesky(_cg.DenseOperator(K), 48)
+    assert np.trace(R) <= 3 * np.trace(K - greedy @ greedy.T)
+    np.testing.assert_allclose(_cg.pivoted_cholesky(Batched(K), 120) @
+                               _cg.pivoted_cholesky(Batched(K), 120).T, K,
+                               atol=1e-9 * np.abs(K).max())
+
+
+@pytest.mark.parametrize("cls", [NNGPRegressor, NTKClassifier])
+def test_cg_streams_the_kernel_cache(cls, tmp_path, monkeypatch, data):
+    """With kernel_cache=<directory>, CG reads the train kernel block by block
+    from the row store (the n x n matrix is never requested) and predicts
+    what the in-memory Cholesky solve predicts; "auto" picks CG when the
+    dense solve does not fit comfortably."""
+    from sknngp import _rowstore
+
+    X, Y, Xt = data
+    y = Y if cls is NNGPRegressor else (Y[:, 0] > 0).astype(int) + (Y[:, 1] > 0)
+    monkeypatch.setattr(_rowstore, "ROW_BLOCK", 16)  # several blocks at n = 60
+
+    class NoDense(cls):
+        def _train_kernels(self, kinds):
+            raise AssertionError("the n x n train kernel was requested")
+
+    ref = cls(solver="cholesky", diag_reg=1e-3, **ARCH).fit(X, y)
+    disk = NoDense(solver="cg", diag_reg=1e-3, kernel_cache=str(tmp_path), **ARCH).fit(X, y)
+    out = "predict" if cls is NNGPRegressor else "predict_proba"
+    assert _rel(getattr(disk, out)(Xt), getattr(ref, out)(Xt)) < 1e-6
+    if cls is not NNGPRegressor:
+        return  # at n = 60 the leave-one-out columns make CG's blocks outweigh K
+    dense = _memory.dense_bytes(len(X), 1, eigh=False, bank=False)
+    monkeypatch.setattr(_memory, "available_bytes", lambda: int(1.5 * dense))
+    monkeypatch.setattr(_cg, "PRECOND_RANK", 5)
+    auto = cls(diag_reg=1e-3, kernel_cache=str(tmp_path), **ARCH).fit(X, y)
+    assert auto.solver_ == "cg"
