@@ -277,9 +277,6 @@ def _open_or_create(path, meta):
             )
         _check_same(path, found, meta)
         return KernelStore(path)
-    parent = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(parent):
-        raise ValueError(f"path={path!r}: the parent folder {parent!r} does not exist; create it first.")
     group = zarr.open_group(path, mode="w")
     for kind in meta["kinds"]:
         _blocks.create_array(group, kind, tuple(meta["shape"]), meta["block_size"])
@@ -496,4 +493,8 @@ def _check_path(path):
         raise ValueError(f"path must be a directory path; got {path!r}.")
     if os.path.exists(text) and not os.path.isdir(text):
         raise ValueError(f"path={text!r} is an existing file; pass a directory for the store.")
+    parent = os.path.dirname(os.path.abspath(text))
+    if not os.path.isdir(parent):
+        raise ValueError(f"path={text!r}: the parent folder {parent!r} does not exist; "
+                         "create it first.")
     return text
