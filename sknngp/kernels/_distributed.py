@@ -8,6 +8,9 @@ gives a client for the duration of the call; a given client is left open.
 
 from __future__ import annotations
 
+import ctypes
+import sys
+
 from .._optional import require
 
 
@@ -25,10 +28,38 @@ def _client(client):
     return client, False
 
 
+_TUNED = []
+
+
+def _tune_malloc():
+    """Undo the malloc settings a Dask nanny gives its workers, once per worker.
+
+    Nannies start workers with ``MALLOC_TRIM_THRESHOLD_=65536`` (to return
+    memory to the OS early). Setting it also freezes glibc's mmap threshold
+    at 128 KiB, so every tile temporary is an mmap/munmap pair: measured on
+    CNN-VEC-8 tiles, a worker took 2-3x the CPU time of a plain process,
+    mostly in the kernel. Raising both thresholds (64 MiB mmap, 128 MiB trim)
+    in the worker restores the plain process's speed. glibc on Linux only;
+    elsewhere nothing is changed.
+    """
+    if _TUNED:
+        return
+    _TUNED.append(True)
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-3, 64 * 2**20)  # M_MMAP_THRESHOLD
+        libc.mallopt(-1, 128 * 2**20)  # M_TRIM_THRESHOLD
+    except (OSError, AttributeError):  # pragma: no cover - not glibc
+        pass
+
+
 def _task(plan, x1, x2, job, block, gets, dkey, batch_size, path):
     from ._store import compute_block, write_blocks
     from ._tiles import CPU_THREADS
 
+    _tune_malloc()
     token = CPU_THREADS.set(1)  # the worker runs one task per thread slot
     try:
         values = compute_block(plan, x1, x2, job, block, gets, dkey, batch_size, None)
