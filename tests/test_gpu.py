@@ -95,24 +95,12 @@ def test_tile_size_from_gpu_memory():
 
 
 @gpu_test
-def test_tiles_on_every_gpu(monkeypatch):
+def test_tiles_on_every_gpu(tile_inputs):
     if len(GPUS) < 2:
         pytest.skip("one GPU: round robin over GPUs needs two")
-    seen = []
-    real = _tiles.pipeline
-
-    class Spy:
-        def __init__(self, pipe):
-            self.pipe = pipe
-
-        def run(self, x1, x2, **kw):
-            seen.append(next(iter(x1.devices())))
-            return self.pipe.run(x1, x2, **kw)
-
-    monkeypatch.setattr(_tiles, "pipeline", lambda plan, want: Spy(real(plan, want)))
     x = np.random.default_rng(3).normal(size=(20, 6))
     K = kernel_matrix(x, batch_size=4, device="gpu")
-    assert set(seen) == set(GPUS)
+    assert {next(iter(x1.devices())) for x1, _ in tile_inputs} == set(GPUS)
     np.testing.assert_allclose(K, kernel_matrix(x, device="cpu"), rtol=1e-12)
 
 
