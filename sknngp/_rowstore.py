@@ -26,6 +26,8 @@ import hashlib
 import json
 import os
 import shutil
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -249,6 +251,26 @@ class RowStore:
         return out
 
 
+#: blocks read ahead of the one being multiplied (bounded: memory stays a few blocks)
+READ_AHEAD = 2
+
+
+def _read_ahead(fn, items, depth):
+    """``fn(item)`` for each item, in order, at most ``depth`` computed ahead
+    on worker threads."""
+    if depth <= 0:
+        yield from map(fn, items)
+        return
+    with ThreadPoolExecutor(depth) as pool:
+        pending = deque()
+        for item in items:
+            pending.append(pool.submit(fn, item))
+            if len(pending) > depth:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+
+
 def _remove(path):
     try:
         os.unlink(path)
@@ -317,11 +339,17 @@ class RowKernel:
             pass  # every block complete before the first product
 
     def _each(self, pairs=None):
+        """The blocks, read (and verified) ahead on :data:`READ_AHEAD` threads
+        while the caller multiplies: decoding and checksums release the GIL."""
         array = self.store.blocks(self.kind)
-        for bi, bj in (self._pairs if pairs is None else pairs):
+
+        def read(pair):
+            bi, bj = pair
             values = self.store.complete_block(array, bi, bj, self.kind, *self._args)
             (ri, li), (rj, lj) = self._pos[bi], self._pos[bj]
-            yield bi, bj, ri, rj, _take(values, li, lj)
+            return bi, bj, ri, rj, _take(values, li, lj)
+
+        yield from _read_ahead(read, self._pairs if pairs is None else pairs, READ_AHEAD)
 
     def matmul(self, V):
         V = np.asarray(V, dtype=np.float64)

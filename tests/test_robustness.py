@@ -27,7 +27,6 @@ from sknngp import (
     PerImageStandardizer,
     ZCAWhitener,
     _bank,
-    _disk_cache,
     _rowstore,
     kernel_matrix,
 )
