@@ -302,6 +302,10 @@ class KernelEstimatorBase(BaseEstimator):
         with _progress.reporting(self.verbose):
             return RowKernel(store, kind, store.indices(x), self.batch_size, self.device)
 
+    def _streams(self):
+        """Whether :meth:`_train_operator` streams the kernel from disk."""
+        return self.kernel_cache not in ("memory", "off")
+
     def _operator_bytes(self, n):
         """Host bytes one :meth:`_train_operator` of ``n`` rows holds: the
         kernel (``8 n^2``), or a few stored blocks when it streams from a
@@ -320,7 +324,7 @@ class KernelEstimatorBase(BaseEstimator):
         dense = _memory.dense_bytes(n, n_kinds, eigh=self.solver == "eigh" or t is not None,
                                     bank=self.kernel_cache == "memory")
         op_bytes = n_kinds * self._operator_bytes(n)
-        cg = _memory.cg_bytes(n, n_rhs, op_bytes, _cg.default_rank(n),
+        cg = _memory.cg_bytes(n, n_rhs, op_bytes, _cg.default_rank(n, self._streams()),
                               bank_bytes=op_bytes if self.kernel_cache == "memory" else 0)
         return _memory.choose_solver(self.solver, t, n, dense=dense, cg=cg,
                                      kernel_cache=self.kernel_cache)
@@ -340,7 +344,7 @@ class KernelEstimatorBase(BaseEstimator):
             n, n_test, cov, method=self._fitted.method,
             n_train_kernels=len(self._strategy.cov_kinds)
             - (("op", self._strategy.main) in self._cache),
-            operator_bytes=self._operator_bytes(n), rank=_cg.default_rank(n))
+            operator_bytes=self._operator_bytes(n), rank=_cg.default_rank(n, self._streams()))
 
     # -------------------------------------------------------------------- fit
     def _fit_targets(self, X, Y):

@@ -88,10 +88,17 @@ def default_max_iter(n):
     return max(100, 10 * math.ceil(math.sqrt(n)))
 
 
-def default_rank(n):
-    """``min(n, PRECOND_RANK)``: ``n`` for small problems (the factor is then
-    exact up to the trace stop), :data:`PRECOND_RANK` beyond."""
-    return min(n, PRECOND_RANK)
+#: rank of the preconditioner of an operator that streams the kernel from
+#: disk: each iteration there costs a pass over the stored kernel, so a
+#: larger factor (fewer iterations; its pivots come 64 per pass) pays off
+STREAMING_RANK = 1000
+
+
+def default_rank(n, streaming=False):
+    """``min(n, PRECOND_RANK)`` (``min(n, STREAMING_RANK)`` for a streaming
+    operator): ``n`` for small problems (the factor is then exact up to the
+    trace stop)."""
+    return min(n, STREAMING_RANK if streaming else PRECOND_RANK)
 
 
 def pivoted_cholesky(op, rank, stop_trace=0.0):
@@ -155,7 +162,8 @@ class LowRankPreconditioner:
 
 def build_preconditioner(op, lam, rank=None):
     """The pivoted-Cholesky preconditioner of ``K + lambda I`` (``rank=0``: none)."""
-    rank = default_rank(op.n) if rank is None else min(int(rank), op.n)
+    streaming = getattr(op, "column_batch", 1) > 1
+    rank = default_rank(op.n, streaming) if rank is None else min(int(rank), op.n)
     if rank <= 0 or lam <= 0:
         return None
     return LowRankPreconditioner(pivoted_cholesky(op, rank, stop_trace=lam), lam)

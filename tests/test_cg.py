@@ -371,6 +371,6 @@ def test_cg_streams_the_kernel_cache(cls, tmp_path, monkeypatch, data):
         return  # at n = 60 the leave-one-out columns make CG's blocks outweigh K
     dense = _memory.dense_bytes(len(X), 1, eigh=False, bank=False)
     monkeypatch.setattr(_memory, "available_bytes", lambda: int(1.5 * dense))
-    monkeypatch.setattr(_cg, "PRECOND_RANK", 5)
+    monkeypatch.setattr(_cg, "STREAMING_RANK", 5)
     auto = cls(diag_reg=1e-3, kernel_cache=str(tmp_path), **ARCH).fit(X, y)
     assert auto.solver_ == "cg"
