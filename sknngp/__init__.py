@@ -12,6 +12,8 @@ _LAZY = {
     "kernel_matrix": "sknngp.kernels",
     "Kernels": "sknngp.kernels",
     "kernel_diagonal": "sknngp.kernels",
+    "store_kernel": "sknngp.kernels",
+    "CGConvergenceError": "sknngp._cg",
     "NNGPRegressor": "sknngp.estimators",
     "NTKRegressor": "sknngp.estimators",
     "NNGPClassifier": "sknngp.estimators",
