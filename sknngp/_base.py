@@ -94,9 +94,13 @@ PARAMS_DOC = (
         one kernel). Entries are keyed by the architecture, the kernel dtype
         and the exact bytes of each sample, never by ``batch_size`` or
         ``device``. ``"off"``: compute every kernel afresh. A directory path (its parent
-        folder must exist): additionally cache whole kernel blocks on disk as
-        verified arrays, shared by the worker processes of ``n_jobs > 1``
-        (see the user guide's "Security and data safety" page).
+        folder must exist): keep kernel entries on disk in a row-keyed kernel
+        store (checksummed blocks keyed by each row's hash, grown as new rows
+        arrive), shared by the worker processes of ``n_jobs > 1``, by Dask
+        workers and by later fits; with ``solver="cg"`` the solve streams
+        the stored kernel instead of holding it (see the user guide's "Kernel
+        stores, Dask and large problems" and "Security and data safety"
+        pages).
     verbose : int, default=0
         ``1``: a progress bar (tqdm, on stderr) for each kernel computation
         that takes longer than a couple of seconds; ``2``: for every one;
