@@ -31,7 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from ._bank import row_keys
+from ._bank import _runs, row_keys
 from .kernels import _blocks
 from .kernels._progress import reporting, tile_bar
 from .kernels._tiles import compute
@@ -94,14 +94,12 @@ class RowStore:
                 return
         # new, or unreadable / another layout: start this store afresh
         group = zarr.open_group(os.path.join(self.root, "data"), mode="w")
-        group.create_array("x", shape=(CAPACITY, features), chunks=(self.block, features),
-                           dtype="float64", fill_value=np.nan,
-                           compressors=[_crc()], filters=None)
+        _blocks.create_array(group, "x", (CAPACITY, features), (self.block, features))
         for kind in ("nngp", "ntk"):
-            _blocks.create_array(group, kind, (CAPACITY, CAPACITY), self.block)
-        open(self._index_path, "wb").close()
-        for kind in ("nngp", "ntk"):  # seals of a former layout must not match the new one
+            _blocks.create_array(group, kind, (CAPACITY, CAPACITY), (self.block, self.block))
+            # seals of a former layout must not match the new one
             shutil.rmtree(os.path.join(self.root, "seals", kind), ignore_errors=True)
+        open(self._index_path, "wb").close()
         self.identity = os.urandom(16).hex()
         _blocks.write_json_atomic(about, {**want, "identity": self.identity})
 
@@ -222,8 +220,8 @@ class RowStore:
         return sorted((int(p), int(q)) for p, q in pairs)
 
     def ensure(self, kind, g1, g2, batch_size, device):
-        """Complete every block the pairs ``g1 x g2`` touch; ``{(bi, bj): values}``
-        is returned only when asked for by :meth:`kernel` (memory)."""
+        """Complete every block the pairs ``g1 x g2`` touch, yielding
+        ``((bi, bj), values)`` one block at a time (memory: one block)."""
         array = self.blocks(kind)
         pairs = self._blocks_for(g1, g2)
         bar = tile_bar(len(pairs), f"kernel_cache {kind} {len(g1)}x{len(g2)}")
@@ -278,12 +276,6 @@ def _remove(path):
         pass
 
 
-def _crc():
-    from zarr.codecs import Crc32cCodec
-
-    return Crc32cCodec()
-
-
 def _positions(g, block):
     """``{block: (positions in g, offsets inside the block)}``; runs of
     consecutive indices are slices (views, no copies)."""
@@ -291,14 +283,8 @@ def _positions(g, block):
     out = {}
     for b in np.unique(owner):
         where = np.flatnonzero(owner == b)
-        out[int(b)] = (_run(where), _run(g[where] - b * block))
+        out[int(b)] = (_runs(where), _runs(g[where] - b * block))
     return out
-
-
-def _run(idx):
-    if len(idx) and idx[-1] - idx[0] + 1 == len(idx) and np.all(np.diff(idx) == 1):
-        return slice(int(idx[0]), int(idx[-1]) + 1)
-    return idx
 
 
 def _put(out, r, c, values):

@@ -56,12 +56,13 @@ def zarr():
     return _zarr
 
 
-def create_array(group, name, shape, block):
-    """A float64 kernel array of ``shape``, chunked in blocks, NaN-filled, CRC-checked."""
+def create_array(group, name, shape, chunks):
+    """A float64 array of ``shape`` in ``chunks``, NaN-filled (never written:
+    missing), each chunk CRC-checked."""
     from zarr.codecs import Crc32cCodec
 
     return group.create_array(
-        name, shape=shape, chunks=(block, block), dtype="float64", fill_value=np.nan,
+        name, shape=shape, chunks=chunks, dtype="float64", fill_value=np.nan,
         compressors=[Crc32cCodec()], filters=None, overwrite=True,
     )
 

@@ -9,6 +9,7 @@ gives a client for the duration of the call; a given client is left open.
 from __future__ import annotations
 
 import ctypes
+import os
 import sys
 
 from .._optional import require
@@ -56,7 +57,7 @@ def _tune_malloc():
 
 
 def _task(plan, x1, x2, job, block, gets, dkey, batch_size, path):
-    from ._store import compute_block, write_blocks
+    from ._store import KernelStore, compute_block, write_blocks
     from ._tiles import CPU_THREADS
 
     _tune_malloc()
@@ -65,14 +66,12 @@ def _task(plan, x1, x2, job, block, gets, dkey, batch_size, path):
         values = compute_block(plan, x1, x2, job, block, gets, dkey, batch_size, None)
     finally:
         CPU_THREADS.reset(token)
-    write_blocks(path, gets, job, block, values)
+    write_blocks(KernelStore(path), job, values)
     return job
 
 
 def run_on_cluster(client, jobs, plan, x1, x2, path, block, gets, dkey, batch_size, bar):
     """Compute ``jobs`` (tile coordinates) on the cluster; update ``bar`` as they land."""
-    import os
-
     client, owned = _client(client)
     from distributed import as_completed
 

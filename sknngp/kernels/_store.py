@@ -213,14 +213,18 @@ class KernelStore:
         self.dtype = meta["dtype"]
         self.fingerprint = dict(meta["fingerprint"])
         self.tiles_computed = 0
+        self._opened = {}
 
     def _group(self):
         return _blocks.zarr().open_group(self.path, mode="r+")
 
     def _blocks(self, kind):
-        identity = (self.fingerprint["plan"], self.fingerprint["inputs"], self.dtype)
-        return _blocks.Blocks(self._group()[kind], os.path.join(self.path, "seals", kind),
-                              identity)
+        """The :class:`~sknngp.kernels._blocks.Blocks` of one kind (opened once)."""
+        if kind not in self._opened:
+            identity = (self.fingerprint["plan"], self.fingerprint["inputs"], self.dtype)
+            self._opened[kind] = _blocks.Blocks(self._group()[kind],
+                                                os.path.join(self.path, "seals", kind), identity)
+        return self._opened[kind]
 
     def __getattr__(self, name):
         if name in ("nngp", "ntk"):
@@ -279,7 +283,8 @@ def _open_or_create(path, meta):
         return KernelStore(path)
     group = zarr.open_group(path, mode="w")
     for kind in meta["kinds"]:
-        _blocks.create_array(group, kind, tuple(meta["shape"]), meta["block_size"])
+        block = meta["block_size"]
+        _blocks.create_array(group, kind, tuple(meta["shape"]), (block, block))
     group.attrs["sknngp_kernel_store"] = meta
     return KernelStore(path)
 
@@ -338,10 +343,10 @@ def compute_block(plan, x1, x2, job, block, gets, dkey, batch_size, device):
     return out
 
 
-def write_blocks(path, kinds, job, block, values):
-    store = KernelStore(path)
-    for kind in kinds:
-        store._blocks(kind).write(*job, block, values[kind])
+def write_blocks(store, job, values):
+    """Write one tile of every kind of ``store`` (its seals after its chunks)."""
+    for kind in store.kinds:
+        store._blocks(kind).write(*job, store.block_size, values[kind])
 
 
 def store_kernel(
@@ -458,7 +463,7 @@ def store_kernel(
             if client is None:
                 for job in todo:
                     values = compute_block(plan, xa, xb, job, block, gets, dkey, batch_size, device)
-                    write_blocks(path, gets, job, block, values)
+                    write_blocks(store, job, values)
                     bar.update(1)
             else:
                 from ._distributed import run_on_cluster
