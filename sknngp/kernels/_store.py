@@ -28,7 +28,7 @@ import numpy as np
 from . import _blocks
 from ._engine import _prepare
 from ._progress import reporting, tile_bar
-from ._tiles import choose_tile, compute
+from ._tiles import choose_tile, compute, tile_jobs
 from ._validation import _parse_dtype, _parse_get
 
 
@@ -47,9 +47,9 @@ def fingerprint(plan, dkey, x1, x2):
 
 
 def block_jobs(n1, n2, block, symmetric):
-    """``(bi, bj)`` of every block to compute (upper ones for a symmetric store)."""
-    nb1, nb2 = -(-n1 // block), -(-n2 // block)
-    return [(bi, bj) for bi in range(nb1) for bj in range(nb2) if not (symmetric and bj < bi)]
+    """``(bi, bj)`` of every block to compute (upper ones for a symmetric store):
+    the engine's tile list, counted in blocks."""
+    return [(i // block, j // block) for i, j in tile_jobs(n1, n2, block, symmetric)]
 
 
 class StoredKernel:
